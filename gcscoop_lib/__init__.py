@@ -1,0 +1,4 @@
+"""gcscoop_lib: the library behind the book "Generalisable prompt learning for vision-language
+models", from zero-shot CLIP through CoOp, ProGrad and SAM to GCSCoOp."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,153 @@
+"""Command line: the same calls as the notebooks.
+
+    python -m gcscoop_lib eval --dataset fashion [--ensemble]
+    python -m gcscoop_lib train --method gcscoop --dataset fashion --seed 1 [--rho 0.1]
+    python -m gcscoop_lib tune
+    python -m gcscoop_lib benchmark
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from . import data, evaluation, experiments, methods
+from .prompts import ENSEMBLE_TEMPLATES, SINGLE_TEMPLATE
+from .training import TrainConfig
+
+HPARAM_FLAGS = ("lam", "T", "rho", "beta_low", "beta_up")
+
+
+def _common(parser):
+    parser.add_argument("--model", default="tiny", help="'tiny' (offline) or an open_clip name, e.g. ViT-B-16")
+    parser.add_argument("--pretrained", default=None, help="open_clip pretrained tag, e.g. openai")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    parser.add_argument("--results", default=None, help="results folder (default: $GCSCOOP_RESULTS or results/)")
+
+
+def _print_scores(label: str, scores: dict) -> None:
+    print(f"{label}: base {scores['base']:.1f}  new {scores['new']:.1f}  H {scores['H']:.1f}")
+
+
+def cmd_eval(args) -> None:
+    runner = experiments.Runner(args.results, args.device)
+    config = TrainConfig(method="zeroshot", dataset=args.dataset, model=args.model, pretrained=args.pretrained,
+                         shots=args.shots, seed=args.seed).resolved()
+    clip, task = runner.clip(config), runner.task(config)
+    templates = ENSEMBLE_TEMPLATES if args.ensemble else [args.template]
+    _print_scores(f"zero-shot ({len(templates)} template{'s' * (len(templates) > 1)}) on {args.dataset}",
+                  evaluation.evaluate_zero_shot(clip, task, templates))
+
+
+def _load_tuning(path: Path | None) -> dict:
+    if path is None or not Path(path).exists():
+        return {"recipe": {}, "hparams": {}}
+    return json.loads(Path(path).read_text())
+
+
+def cmd_train(args) -> None:
+    tuning = _load_tuning(args.tuning)
+    recipe = dict(tuning.get("recipe", {}))
+    for key in ("epochs", "lr", "batch_size"):
+        if getattr(args, key) is not None:
+            recipe[key] = getattr(args, key)
+    hp = dict(tuning.get("hparams", {}).get(args.method, {}))
+    hp.update({k: getattr(args, k) for k in HPARAM_FLAGS if getattr(args, k) is not None})
+    config = TrainConfig(method=args.method, dataset=args.dataset, model=args.model, pretrained=args.pretrained,
+                         seed=args.seed, shots=args.shots, views=args.views, hparams=hp, **recipe)
+    runner = experiments.Runner(args.results, args.device, progress=True)
+    record = runner.run(config, force=args.force)
+    _print_scores(f"{methods.LABELS[args.method]} on {args.dataset}, seed {args.seed} [run {record['key']}]", record)
+
+
+def cmd_tune(args) -> None:
+    runner = experiments.Runner(args.results, args.device, records_file="tuning_runs.jsonl")
+    tuning = experiments.tune(args.datasets, runner)
+    out = runner.dir / "tuning.json"
+    out.write_text(json.dumps(tuning, indent=2) + "\n")
+    print(f"recipe {tuning['recipe']}; hyper-parameters {tuning['hparams']} -> {out}")
+
+
+def cmd_benchmark(args) -> None:
+    start = time.time()
+    runner = experiments.Runner(args.results, args.device)
+    tuning = _load_tuning(args.tuning or runner.dir / "tuning.json")
+    if not tuning.get("recipe"):
+        raise SystemExit(f"no tuning file at {args.tuning or runner.dir / 'tuning.json'}: "
+                         "run `python -m gcscoop_lib tune` first")
+    table = experiments.benchmark(args.datasets, runner, tuning, args.seeds, args.methods, args.force)
+    order = [m for m in experiments.BENCHMARK_METHODS if m in args.methods]
+    text = ["## Average over " + ", ".join(args.datasets), "",
+            evaluation.markdown_table(table, order, methods.LABELS), ""]
+    for dataset in args.datasets:
+        text += [f"## {dataset}", "", evaluation.markdown_table(table, order, methods.LABELS, [dataset]), ""]
+    (runner.dir / "benchmark.md").write_text("\n".join(text))
+    (runner.dir / "benchmark.json").write_text(json.dumps(
+        {"table": table, "tuning": {"recipe": tuning["recipe"], "hparams": tuning["hparams"]},
+         "seeds": list(args.seeds), "datasets": args.datasets}, indent=2) + "\n")
+    print("\n".join(text))
+    print(f"benchmark: {len(args.methods)} methods x {len(args.datasets)} datasets x {len(args.seeds)} seeds "
+          f"in {time.time() - start:.0f}s -> {runner.dir / 'benchmark.md'}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m gcscoop_lib", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("eval", help="zero-shot accuracy on base and new classes")
+    _common(p)
+    p.add_argument("--dataset", required=True, choices=data.dataset_names())
+    p.add_argument("--template", default=SINGLE_TEMPLATE)
+    p.add_argument("--ensemble", action="store_true", help="average the embedded prompt ensemble")
+    p.add_argument("--shots", type=int, default=16)
+    p.add_argument("--seed", type=int, default=1)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("train", help="train one method on one dataset and seed, and record it")
+    _common(p)
+    p.add_argument("--method", required=True, choices=[m for m in methods.METHODS])
+    p.add_argument("--dataset", required=True, choices=data.dataset_names())
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--shots", type=int, default=16)
+    p.add_argument("--views", type=int, default=1, help="augmented views cached per training image")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--batch-size", type=int)
+    for flag in HPARAM_FLAGS:
+        p.add_argument(f"--{flag.replace('_', '-')}", dest=flag, type=float)
+    p.add_argument("--tuning", type=Path, default=Path("results/tuning.json"),
+                   help="recipe and hyper-parameters to start from (flags override)")
+    p.add_argument("--force", action="store_true", help="re-run even if a record with this config exists")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("tune", help="choose the recipe (CoOp base val) and each method's knob (val H)")
+    _common(p)
+    p.add_argument("--datasets", nargs="+", default=data.dataset_names(), choices=data.dataset_names())
+    p.set_defaults(func=cmd_tune)
+
+    p = sub.add_parser("benchmark", help="every dataset x method x seed; writes results/benchmark.md")
+    _common(p)
+    p.add_argument("--datasets", nargs="+", default=data.dataset_names(), choices=data.dataset_names())
+    p.add_argument("--methods", nargs="+", default=experiments.BENCHMARK_METHODS,
+                   choices=experiments.BENCHMARK_METHODS)
+    p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    p.add_argument("--tuning", type=Path, default=None)
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(func=cmd_benchmark)
+    return parser
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ValueError, FileNotFoundError, FloatingPointError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""Runs, their records, recipe and hyper-parameter selection, and the embedded benchmark
+(chapter 7). Every table in the book and README is generated from these records."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from . import __version__, evaluation, methods
+from .models import load_clip
+from .prompts import SINGLE_TEMPLATE
+from .training import TrainConfig, prepare_task, train
+
+
+def results_dir(path=None) -> Path:
+    return Path(path or os.environ.get("GCSCOOP_RESULTS", "results"))
+
+
+def versions() -> dict:
+    import open_clip
+
+    return {"gcscoop_lib": __version__, "torch": torch.__version__, "open_clip": open_clip.__version__,
+            "python": platform.python_version()}
+
+
+def read_records(path: Path) -> list[dict]:
+    """All run records of a JSON-lines file (a missing file has none)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def append_record(path: Path, record: dict) -> None:
+    """Append one record as one line in a single write, so a killed run leaves no half line."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = (json.dumps(record, sort_keys=True) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+
+
+class Runner:
+    """Runs configs once, keyed by their hash, sharing one loaded CLIP and cached tasks."""
+
+    def __init__(self, results=None, device="auto", records_file="runs.jsonl", progress=False):
+        self.dir = results_dir(results)
+        self.path = self.dir / records_file
+        self.device, self.progress = device, progress
+        self.done = {r["key"]: r for r in read_records(self.path)}
+        self._clips, self._tasks = {}, {}
+
+    def clip(self, config: TrainConfig):
+        name = (config.model, config.pretrained)
+        if name not in self._clips:
+            self._clips[name] = load_clip(config.model, config.pretrained, self.device)
+        return self._clips[name]
+
+    def task(self, config: TrainConfig):
+        key = (config.model, config.pretrained, config.dataset, config.shots, config.seed, config.views)
+        if key not in self._tasks:
+            self._tasks[key] = prepare_task(self.clip(config), config.dataset, config.shots, config.seed,
+                                            config.views, self.dir / "splits")
+        return self._tasks[key]
+
+    def run(self, config: TrainConfig, force: bool = False) -> dict:
+        """Train (or just evaluate, for zero-shot) and record; a finished run is loaded unless forced."""
+        config = config.resolved()
+        key = config.key()
+        if key in self.done and not force:
+            return self.done[key]
+        clip, task = self.clip(config), self.task(config)
+        start = time.time()
+        if config.method == "zeroshot":
+            test = evaluation.evaluate_zero_shot(clip, task, SINGLE_TEMPLATE, "test")
+            val = evaluation.evaluate_zero_shot(clip, task, SINGLE_TEMPLATE, "val")
+        else:
+            result = train(config, clip, task, progress=self.progress)
+            test = evaluation.evaluate_prompt(result.model, task, "test")
+            val = evaluation.evaluate_prompt(result.model, task, "val")
+        record = {"key": key, "method": config.method, "dataset": config.dataset, "seed": config.seed,
+                  "shots": config.shots, "config": dataclasses.asdict(config),
+                  "base": test["base"], "new": test["new"], "H": test["H"], "per_class": test["per_class"],
+                  "val": {k: val[k] for k in ("base", "new", "H")}, "seconds": time.time() - start,
+                  "device": str(clip.device), "versions": versions()}
+        append_record(self.path, record)
+        self.done[key] = record
+        return record
+
+
+# ----------------------------------------------------------------------------- recipe and tuning
+RECIPE_GRID = {"lr": [0.002, 0.01, 0.05, 0.2], "epochs": [25, 50, 100], "batch_size": [32]}
+HPARAM_GRIDS = {  # the same budget, four values, for every method that has a knob
+    "prograd": {"lam": [0.25, 0.5, 0.75, 1.0]},
+    "kgcoop": {"lam": [1.0, 2.0, 4.0, 8.0]},
+    "sam": {"rho": [0.05, 0.1, 0.2, 0.5]},
+    "gcscoop": {"rho": [0.05, 0.1, 0.2, 0.5]},
+}
+TUNING_SEEDS = (1, 2, 3)
+
+
+def _grid(spec: dict) -> list[dict]:
+    combos = [{}]
+    for key, values in spec.items():
+        combos = [dict(c, **{key: v}) for c in combos for v in values]
+    return combos
+
+
+def _val_average(runner: Runner, configs: list[TrainConfig]) -> dict:
+    records = [runner.run(c) for c in configs]
+    base = sum(r["val"]["base"] for r in records) / len(records)
+    new = sum(r["val"]["new"] for r in records) / len(records)
+    return {"base": base, "new": new, "H": evaluation.harmonic_mean(base, new)}
+
+
+def tune(datasets: list[str], runner: Runner, seeds=TUNING_SEEDS, log=print) -> dict:
+    """Choose the shared recipe, then each method's knob, on the validation split only.
+
+    1. The recipe (lr, epochs, batch size) maximises CoOp's base validation accuracy,
+       averaged over datasets and seeds; every method then uses it.
+    2. Each method's hyper-parameter takes the value of its grid (four values each) with
+       the best validation H (validation images of base and new classes; no test image).
+    """
+    def configs(method, recipe, hp=None):
+        return [TrainConfig(method=method, dataset=d, seed=s, hparams=hp or {}, **recipe)
+                for d in datasets for s in seeds]
+
+    recipes = []
+    for recipe in _grid(RECIPE_GRID):
+        score = _val_average(runner, configs("coop", recipe))
+        recipes.append({**recipe, **score})
+        log(f"recipe {recipe}: CoOp val base {score['base']:.1f}")
+    best = max(recipes, key=lambda r: r["base"])
+    recipe = {k: best[k] for k in RECIPE_GRID}
+    chosen, trials = {}, {}
+    for method, grid in HPARAM_GRIDS.items():
+        trials[method] = []
+        for hp in _grid(grid):
+            score = _val_average(runner, configs(method, recipe, hp))
+            trials[method].append({**hp, **score})
+            log(f"{method} {hp}: val base {score['base']:.1f} new {score['new']:.1f} H {score['H']:.1f}")
+        top = max(trials[method], key=lambda r: r["H"])
+        chosen[method] = {k: top[k] for k in grid}
+    return {"recipe": recipe, "hparams": chosen, "recipe_trials": recipes, "hparam_trials": trials,
+            "datasets": datasets, "seeds": list(seeds)}
+
+
+BENCHMARK_METHODS = ["zeroshot", "coop", "prograd", "kgcoop", "sam", "gcscoop"]
+
+
+def benchmark(datasets: list[str], runner: Runner, tuning: dict, seeds=(1, 2, 3),
+              method_names=BENCHMARK_METHODS, force: bool = False) -> dict:
+    """Every dataset x method x seed with the tuned recipe; returns the summary table."""
+    records = []
+    for method in method_names:
+        hp = tuning.get("hparams", {}).get(method, {})
+        for dataset in datasets:
+            for seed in seeds:
+                config = TrainConfig(method=method, dataset=dataset, seed=seed, hparams=hp, **tuning["recipe"])
+                records.append(runner.run(config, force=force))
+    return evaluation.summarise(records)

@@ -1,0 +1,173 @@
+"""Prompts: hand-written templates, the learnable prompt and CLIP's text encoder run from
+embeddings (chapters 2 and 3)."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .models import Clip
+
+SINGLE_TEMPLATE = "a photo of a {}."
+# The embedded world's ensemble: wordings its web used, and the styles it knows.
+ENSEMBLE_TEMPLATES = ["a photo of a {}.", "a picture of a {}.", "an image of a {}.", "a {}.",
+                      "a photo of the {}.", "a close-up photo of a {}.", "a noisy photo of a {}.",
+                      "a blurry photo of a {}.", "a dark photo of a {}.", "an inverted photo of a {}."]
+# CoOp's 7-template ImageNet subset (ZeroshotCLIP2), for real CLIP.
+IMAGENET_TEMPLATES_SELECT = ["itap of a {}.", "a bad photo of the {}.", "a origami {}.",
+                             "a photo of the large {}.", "a {} in a video game.", "art of the {}.",
+                             "a photo of the small {}."]
+POSITIONS = ("end", "middle", "front")
+
+
+def tokenize(clip: Clip, texts: list[str]) -> torch.Tensor:
+    return clip.tokenizer(texts).to(clip.device)
+
+
+@torch.no_grad()
+def zero_shot_weights(clip: Clip, classnames: list[str], templates: list[str] | str = SINGLE_TEMPLATE) -> torch.Tensor:
+    """Class weights from text (chapter 2): normalise each template's feature, average, renormalise."""
+    if not classnames:
+        raise ValueError("empty class list: pass at least one class name")
+    templates = [templates] if isinstance(templates, str) else list(templates)
+    per_template = []
+    for template in templates:
+        texts = [template.format(name.replace("_", " ")) for name in classnames]
+        per_template.append(F.normalize(clip.model.encode_text(tokenize(clip, texts)).float(), dim=-1))
+    return F.normalize(torch.stack(per_template).mean(0), dim=-1)
+
+
+class TextEncoder(nn.Module):
+    """CLIP's text tower run from token embeddings instead of token ids (chapter 3).
+
+    It keeps only the positions up to the last end-of-text token of the batch: under CLIP's
+    causal mask no earlier position attends to a later one, so the padding after it never
+    changes the features, and dropping it is exact, not an approximation.
+    """
+
+    def __init__(self, clip: Clip):
+        super().__init__()
+        model = clip.model
+        self.transformer = model.transformer
+        self.positional_embedding = model.positional_embedding
+        self.ln_final = model.ln_final
+        self.text_projection = model.text_projection
+        self.register_buffer("attn_mask", model.attn_mask, persistent=False)
+
+    def forward(self, embeddings: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        eot = tokens.argmax(dim=-1)
+        length = int(eot.max()) + 1
+        x = embeddings[:, :length] + self.positional_embedding[:length].to(embeddings.dtype)
+        mask = None if self.attn_mask is None else self.attn_mask[:length, :length]
+        x = self.ln_final(self.transformer(x, attn_mask=mask))
+        x = x[torch.arange(x.shape[0], device=x.device), eot]
+        if isinstance(self.text_projection, nn.Linear):
+            return self.text_projection(x)
+        return x @ self.text_projection
+
+
+class PromptLearner(nn.Module):
+    """CoOp's learnable context (chapter 3): M vectors shared by all classes, or one set per class.
+
+    The prompt for class i is [SOS] [V]_1 ... [V]_M [CLASS_i] [.] [EOS] with the class token
+    at the end (or in the middle, or at the front). Only `ctx` learns, kept in fp32.
+    """
+
+    def __init__(self, clip: Clip, classnames: list[str], n_ctx: int = 4, ctx_init: str | None = "a photo of a",
+                 position: str = "end", class_specific: bool = False, seed: int = 0):
+        super().__init__()
+        if not classnames:
+            raise ValueError("empty class list: pass at least one class name")
+        if position not in POSITIONS:
+            raise ValueError(f"unknown class token position {position!r}: choose one of {POSITIONS}")
+        embed = clip.model.token_embedding
+        if ctx_init:
+            init_tokens = tokenize(clip, [ctx_init])
+            n_ctx = int(init_tokens.argmax(-1)) - 1          # count BPE tokens, not words
+            with torch.no_grad():
+                ctx = embed(init_tokens)[0, 1:1 + n_ctx].float()
+            ctx = ctx.expand(len(classnames), -1, -1).clone() if class_specific else ctx.clone()
+        else:
+            if n_ctx < 1:
+                raise ValueError(f"n_ctx must be at least 1, got {n_ctx}")
+            shape = (len(classnames), n_ctx, embed.weight.shape[1]) if class_specific else (n_ctx, embed.weight.shape[1])
+            generator = torch.Generator().manual_seed(seed)
+            ctx = (torch.randn(shape, generator=generator) * 0.02).to(clip.device)
+        self.ctx = nn.Parameter(ctx)
+        self.n_ctx, self.position, self.class_specific, self.ctx_init = n_ctx, position, class_specific, ctx_init
+        self.classnames = list(classnames)
+        self.clip = clip
+        names = [name.replace("_", " ") for name in classnames]
+        placeholder = " ".join(["X"] * n_ctx)
+        self.register_buffer("tokens", tokenize(clip, [f"{placeholder} {name}." for name in names]), persistent=False)
+        self.name_lens = [int(tokenize(clip, [name]).argmax(-1)) - 1 for name in names]
+        with torch.no_grad():
+            frozen = embed(self.tokens).float()
+        self.register_buffer("token_prefix", frozen[:, :1], persistent=False)             # SOS
+        self.register_buffer("token_suffix", frozen[:, 1 + n_ctx:], persistent=False)     # CLASS . EOS pad
+
+    def for_classes(self, classnames: list[str]) -> "PromptLearner":
+        """The same learned context with other class names (how new classes are evaluated)."""
+        other = PromptLearner(self.clip, classnames, self.n_ctx, self.ctx_init, self.position, False)
+        if self.class_specific:
+            raise ValueError("a class-specific context cannot be moved to other classes: use class_specific=False")
+        other.ctx = self.ctx
+        return other
+
+    def forward(self) -> torch.Tensor:
+        """Prompt embeddings, K x L x D."""
+        k = len(self.classnames)
+        ctx = self.ctx if self.class_specific else self.ctx.unsqueeze(0).expand(k, -1, -1)
+        prefix, suffix = self.token_prefix, self.token_suffix
+        if self.position == "end":
+            return torch.cat([prefix, ctx, suffix], dim=1)
+        rows = []
+        half = self.n_ctx // 2
+        for i, n in enumerate(self.name_lens):
+            name, rest = suffix[i:i + 1, :n], suffix[i:i + 1, n:]
+            c = ctx[i:i + 1]
+            if self.position == "front":
+                rows.append(torch.cat([prefix[i:i + 1], name, c, rest], dim=1))
+            else:
+                rows.append(torch.cat([prefix[i:i + 1], c[:, :half], name, c[:, half:], rest], dim=1))
+        return torch.cat(rows, dim=0)
+
+    def token_ids(self) -> torch.Tensor:
+        """Token ids laid out like forward()'s embeddings (only the EOT position matters)."""
+        return self.tokens
+
+
+class PromptedClip(nn.Module):
+    """Logits from cached image features and learned prompts (chapter 3).
+
+    Holds what the training loop needs and nothing else: the prompt learner (the only
+    thing that learns), the text encoder, the frozen logit scale and the zero-shot text
+    features of the hand-written prompt (computed once, used by ProGrad and KgCoOp).
+    """
+
+    def __init__(self, clip: Clip, learner: PromptLearner, template: str = SINGLE_TEMPLATE):
+        super().__init__()
+        self.clip, self.learner = clip, learner
+        self.text_encoder = TextEncoder(clip)
+        self.register_buffer("logit_scale", clip.logit_scale.float(), persistent=False)
+        self.register_buffer("zs_text", zero_shot_weights(clip, learner.classnames, template), persistent=False)
+
+    @property
+    def params(self) -> list[torch.Tensor]:
+        return [self.learner.ctx]
+
+    def text_features(self) -> torch.Tensor:
+        device_type = self.clip.device.type
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=device_type == "cuda"):
+            features = self.text_encoder(self.learner(), self.learner.token_ids())
+        return F.normalize(features.float(), dim=-1)
+
+    def logits(self, image_features: torch.Tensor, text_features: torch.Tensor | None = None) -> torch.Tensor:
+        text = self.text_features() if text_features is None else text_features
+        return self.logit_scale * image_features @ text.T
+
+    def zero_shot_logits(self, image_features: torch.Tensor) -> torch.Tensor:
+        return self.logit_scale * image_features @ self.zs_text.T
+
+    def for_classes(self, classnames: list[str], template: str = SINGLE_TEMPLATE) -> "PromptedClip":
+        return PromptedClip(self.clip, self.learner.for_classes(classnames), template)

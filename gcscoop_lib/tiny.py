@@ -1,0 +1,196 @@
+"""Pretrain the embedded tiny CLIP on a synthetic captioned "web" (appendix chapter).
+
+    python -m gcscoop_lib.tiny --out gcscoop_lib/weights/tiny
+
+regenerates the shipped weights deterministically (same machine type, same result) in
+about ten CPU minutes. The web mixes four image sources (Fashion-MNIST's training set,
+a third of scikit-learn's digits, procedural shapes and textures) in five styles, with
+captions whose wording depends on the source, that mention the style or colour only
+sometimes, and that mix up some pairs of classes: enough structure for zero-shot transfer,
+enough noise and style gap to leave something for prompt learning.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import data
+
+MODEL_CFG = {
+    "embed_dim": 128,
+    "vision_cfg": {"image_size": data.IMAGE_SIZE, "patch_size": 8, "width": 128, "layers": 4,
+                   "head_width": 32, "mlp_ratio": 2.0},
+    "text_cfg": {"context_length": 24, "vocab_size": 49408, "width": 128, "heads": 4, "layers": 4,
+                 "mlp_ratio": 2.0},
+}
+PREPROCESS_CFG = {"size": data.IMAGE_SIZE, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5],
+                  "interpolation": "bicubic", "resize_mode": "shortest"}
+
+GENERIC_TEMPLATES = ["a photo of a {}.", "a picture of a {}.", "an image of a {}.", "a {}.", "{}",
+                     "a photo of the {}.", "this is a {}.", "a close-up photo of a {}."]
+# How each source is usually captioned on the web. Photos get photo captions; drawings,
+# digits and patterns mostly get their own wording, as on the real web. This is what makes
+# the wording of a prompt matter (chapter 2) and gives prompt learning something to find.
+SOURCE_TEMPLATES = {
+    "fashion": GENERIC_TEMPLATES,
+    "digits": ["a handwritten {}.", "the digit {}.", "a drawing of the number {}.", "the number {} written by hand."],
+    "shapes": ["a {} shape.", "a drawing of a {}.", "a {} icon.", "a simple {} symbol."],
+    "textures": ["a {} pattern.", "{} texture.", "a fabric with {}.", "a surface covered in {}."],
+}
+GENERIC_SHARE = 0.15      # share of captions of the non-photo sources that use generic wording
+# Pairs of classes that web captions often mix up (each is called the other 30 % of the time).
+CONFUSED_PAIRS = {
+    "fashion": [("pullover", "coat"), ("t-shirt", "dress"), ("sneaker", "ankle boot"), ("sandal", "bag")],
+    "digits": [("two", "three"), ("one", "four"), ("five", "six"), ("seven", "nine")],
+    "shapes": [("circle", "star"), ("square", "cross"), ("hexagon", "ring"), ("diamond", "heart")],
+    "textures": [("horizontal stripes", "vertical stripes"), ("checkerboard", "polka dots"),
+                 ("grid", "waves"), ("concentric circles", "speckles")],
+}
+CONFUSION = 0.3
+STYLE_WORDS = {"noisy": "noisy", "blurry": "blurry", "dark": "dark", "inverted": "inverted"}
+STYLE_PROBS = {"clean": 0.6, "noisy": 0.1, "blurry": 0.1, "dark": 0.1, "inverted": 0.1}
+CAPTION_NOISE = 0.1       # probability that a caption names a random class of the same source
+STYLE_MENTION = 0.5       # probability that a styled image's caption says its style
+COLOUR_MENTION = 0.4      # probability that a coloured image's caption says its colour
+
+
+def caption(source: str, classname: str, style: str, colour: str | None, rng: np.random.Generator) -> str:
+    """One web caption: the source's usual wording, sometimes with the style and colour words."""
+    words = []
+    if style != "clean" and rng.random() < STYLE_MENTION:
+        words.append(STYLE_WORDS[style])
+    if colour is not None and rng.random() < COLOUR_MENTION:
+        words.append(colour)
+    generic = source == "fashion" or rng.random() < GENERIC_SHARE
+    templates = GENERIC_TEMPLATES if generic else SOURCE_TEMPLATES[source]
+    template = templates[rng.integers(len(templates))]
+    return template.format(" ".join(words + [classname]))
+
+
+def web_label(source: str, classes: list[str], label: int, rng: np.random.Generator) -> str:
+    """The class name a web caption uses: usually right, sometimes a confused or random one."""
+    name = classes[label]
+    if rng.random() < CAPTION_NOISE:
+        return classes[rng.integers(len(classes))]
+    for a, b in CONFUSED_PAIRS[source]:
+        if name in (a, b) and rng.random() < CONFUSION:
+            return b if name == a else a
+    return name
+
+
+def build_web(seed: int = 0, fashion_count: int = 30000, digit_copies: int = 15,
+              procedural_count: int = 20000):
+    """The pretraining web: uint8 images and their captions. Disjoint from every task's images."""
+    rng = np.random.default_rng(seed)
+    sources = []
+    grey, labels = data.load_fashion("train")
+    pick = rng.choice(len(labels), size=fashion_count, replace=False)
+    sources.append(("fashion", data.to_canvas(grey[pick]), labels[pick], data.FASHION_CLASSES, "grey"))
+    d_images, d_labels, _, _ = data.digits_split()
+    rep = np.tile(np.arange(len(d_labels)), digit_copies)
+    shifted = np.stack([np.roll(im, tuple(rng.integers(-2, 3, size=2)), axis=(0, 1)) for im in d_images[rep]])
+    sources.append(("digits", data.to_canvas(shifted), d_labels[rep], data.DIGIT_CLASSES, "grey"))
+    for source, classes, render in (("shapes", data.SHAPE_CLASSES, data.render_shapes),
+                                    ("textures", data.TEXTURE_CLASSES, data.render_textures)):
+        lab = rng.integers(10, size=procedural_count)
+        sources.append((source, render(lab, rng), lab, classes, "colour"))
+
+    all_images, all_captions = [], []
+    style_names, style_p = list(STYLE_PROBS), list(STYLE_PROBS.values())
+    for source, grey_images, labs, classes, kind in sources:
+        n = len(labs)
+        if kind == "grey":  # half of the grey photos are tinted
+            tinted = rng.random(n) < 0.5
+            rgb, colours = data.colourise(grey_images, rng)
+            rgb[~tinted] = np.repeat(grey_images[~tinted, ..., None], 3, axis=-1)
+            colours = [c if t else None for c, t in zip(colours, tinted)]
+        else:
+            rgb, colours = data.colourise(grey_images, rng)
+        styles = rng.choice(style_names, size=n, p=style_p)
+        all_images.append(data.apply_style(rgb, styles, rng))
+        for lab, style, colour in zip(labs, styles, colours):
+            all_captions.append(caption(source, web_label(source, classes, lab, rng), style, colour, rng))
+    return np.concatenate(all_images), all_captions
+
+
+def pretrain(out: Path, epochs: int = 6, batch_size: int = 256, lr: float = 1e-3, seed: int = 0,
+             device: str = "cpu", log=print) -> dict:
+    """Pretrain the tiny CLIP with the CLIP contrastive loss and save it in open_clip's local-dir format."""
+    import open_clip
+    from safetensors.torch import save_file
+
+    torch.manual_seed(seed)
+    start = time.time()
+    images, captions = build_web(seed)
+    tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=MODEL_CFG["text_cfg"]["context_length"])
+    tokens = tokenizer(captions)
+    log(f"web: {len(captions)} image-caption pairs built in {time.time() - start:.0f}s; e.g. {captions[:3]}")
+
+    model = open_clip.CLIP(**MODEL_CFG).to(device)
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
+    rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}],
+                                  lr=lr, betas=(0.9, 0.98), eps=1e-6)
+    steps_per_epoch = len(captions) // batch_size
+    total, warmup = epochs * steps_per_epoch, 100
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: (s + 1) / warmup if s < warmup else 0.5 * (1 + math.cos(math.pi * (s - warmup) / (total - warmup))))
+    mean = torch.tensor(PREPROCESS_CFG["mean"]).view(1, 3, 1, 1)
+    std = torch.tensor(PREPROCESS_CFG["std"]).view(1, 3, 1, 1)
+    generator = torch.Generator().manual_seed(seed)
+    model.train()
+    for epoch in range(epochs):
+        order = torch.randperm(len(captions), generator=generator)
+        running = 0.0
+        for step in range(steps_per_epoch):
+            idx = order[step * batch_size:(step + 1) * batch_size]
+            x = (data.images_to_tensor(images[idx.numpy()]) - mean) / std
+            img, txt, scale = model(x.to(device), tokens[idx].to(device))
+            logits = scale * img @ txt.T
+            target = torch.arange(len(idx), device=device)
+            loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            with torch.no_grad():
+                model.logit_scale.clamp_(0, math.log(100))
+            running += loss.item()
+        log(f"epoch {epoch + 1}/{epochs}: loss {running / steps_per_epoch:.3f} ({time.time() - start:.0f}s)")
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(out / "open_clip_model.safetensors"))
+    (out / "open_clip_config.json").write_text(json.dumps(
+        {"model_cfg": MODEL_CFG, "preprocess_cfg": PREPROCESS_CFG}, indent=2) + "\n")
+    digest = hashlib.sha256((out / "open_clip_model.safetensors").read_bytes()).hexdigest()
+    info = {"sha256": digest, "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
+            "pairs": len(captions), "seconds": round(time.time() - start), "torch": torch.__version__}
+    (out / "checksums.json").write_text(json.dumps(info, indent=2) + "\n")
+    return info
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "weights" / "tiny")
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    info = pretrain(args.out, args.epochs, args.batch_size, args.lr, args.seed, args.device)
+    print(json.dumps(info))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""The text encoder, data splits, schedule, records and every bad-input error."""
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from gcscoop_lib import data, evaluation, experiments
+from gcscoop_lib.models import load_clip
+from gcscoop_lib.prompts import PromptLearner, TextEncoder
+from gcscoop_lib.training import TrainConfig, Task, lr_at, train
+
+NAMES = ["t-shirt", "ankle boot", "concentric circles", "one"]
+
+
+@pytest.mark.parametrize("position,layout", [("end", "a photo of a {}."), ("front", "{} a photo of a."),
+                                             ("middle", "a photo {} of a.")])
+def test_text_encoder_equals_encode_text(clip, position, layout):
+    learner = PromptLearner(clip, NAMES, ctx_init="a photo of a", position=position)
+    ours = TextEncoder(clip)(learner(), learner.token_ids())
+    reference = clip.model.encode_text(clip.tokenizer([layout.format(n) for n in NAMES]))
+    assert torch.allclose(ours, reference, atol=1e-4)
+
+
+def test_context_counts_bpe_tokens_not_words(clip):
+    learner = PromptLearner(clip, NAMES, ctx_init="a photo of a")
+    assert learner.n_ctx == 4 and learner.ctx.dtype == torch.float32
+    assert PromptLearner(clip, NAMES, ctx_init="a noisy, dark photo of a").n_ctx == 7  # "noisy," is 2 tokens
+
+
+def test_class_specific_and_random_context_shapes(clip):
+    learner = PromptLearner(clip, NAMES, n_ctx=6, ctx_init=None, class_specific=True)
+    assert learner().shape[:2] == (len(NAMES), clip.model.context_length)
+    assert learner.ctx.shape[:2] == (len(NAMES), 6)
+
+
+def test_base_new_split_follows_coop():
+    assert data.base_new_classes(10) == ([0, 1, 2, 3, 4], [5, 6, 7, 8, 9])
+    assert data.base_new_classes(7) == ([0, 1, 2, 3], [4, 5, 6])  # odd: base gets the extra class
+    images = data.ImageSet(np.zeros((6, 2, 2, 3), np.uint8), np.array([0, 5, 6, 5, 1, 6]), [str(i) for i in range(7)])
+    new = data.select_classes(images, [5, 6])
+    assert new.labels.tolist() == [0, 1, 0, 1] and new.classnames == ["5", "6"]
+
+
+def test_few_shot_split_is_stored_and_reused(tmp_path):
+    dataset = data.load_dataset("shapes")
+    first = data.few_shot_split(dataset, 16, 2, tmp_path)
+    stored = json.loads((tmp_path / "shapes_shot16_seed2.json").read_text())
+    assert stored["indices"] == first and len(first) == 16 * 5
+    assert data.few_shot_split(dataset, 16, 2, tmp_path) == first
+    assert data.few_shot_split(dataset, 16, 3) != first
+
+
+def test_embedded_tasks_are_deterministic_and_disjoint_from_the_web():
+    a, b = data.build_embedded("textures"), data.build_embedded("textures")
+    assert np.array_equal(a.test.images, b.test.images)
+    web_images, _, task_images, _ = data.digits_split()
+    web = {im.tobytes() for im in web_images}
+    assert not any(im.tobytes() in web for im in task_images)
+
+
+def test_schedule_is_constant_warmup_then_cosine():
+    assert lr_at(0, 10, 0.1) == 1e-5
+    assert lr_at(1, 10, 0.1) == pytest.approx(0.1)
+    assert lr_at(6, 10, 0.1) == pytest.approx(0.05)
+    assert lr_at(10, 10, 0.1) == pytest.approx(0.05 * (1 + np.cos(np.pi * 0.9)))
+
+
+def test_average_h_is_h_of_averages():
+    records = [{"method": "m", "dataset": d, "seed": s, "base": b, "new": n, "H": evaluation.harmonic_mean(b, n)}
+               for d, b, n in (("x", 90.0, 10.0), ("y", 50.0, 50.0)) for s in (1, 2)]
+    avg = evaluation.summarise(records)["m"]["average"]
+    assert avg["base"][0] == 70.0 and avg["new"][0] == 30.0
+    assert avg["H"][0] == pytest.approx(42.0)
+
+
+def test_runs_are_recorded_once_and_reloaded(tmp_path):
+    runner = experiments.Runner(tmp_path, device="cpu")
+    config = TrainConfig(method="coop", dataset="shapes", shots=2, epochs=2, batch_size=4)
+    first = runner.run(config)
+    again = experiments.Runner(tmp_path, device="cpu").run(config)
+    assert again == first
+    forced = runner.run(config, force=True)
+    lines = (tmp_path / "runs.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and forced["key"] == first["key"] == config.key()
+    assert {"base", "new", "H", "per_class", "versions", "seconds", "config"} <= set(json.loads(lines[0]))
+
+
+# ----------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(method="adam"), "unknown method 'adam'"),
+    (dict(dataset="imagenet"), "unknown dataset 'imagenet'"),
+    (dict(method="sam", hparams={"rho": -0.1}), "rho must be >= 0"),
+    (dict(method="gcscoop", hparams={"beta_low": 0.9, "beta_up": 0.8}), "must not exceed beta_up"),
+    (dict(method="coop", hparams={"rho": 0.1}), "coop has no hyper-parameter 'rho'"),
+    (dict(lr=0.0), "lr must be > 0"),
+])
+def test_bad_config_raises_one_clear_error(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**kwargs).resolved()
+
+
+def test_unknown_model_names_the_offline_alternative():
+    with pytest.raises(ValueError, match="use 'tiny'"):
+        load_clip("not-a-model")
+
+
+def test_too_many_shots():
+    with pytest.raises(ValueError, match="lower --shots"):
+        data.few_shot_indices(np.array([0, 0, 1, 1, 1]), shots=3, seed=1)
+
+
+def test_empty_class_lists(clip):
+    with pytest.raises(ValueError, match="empty class list"):
+        PromptLearner(clip, [])
+    with pytest.raises(ValueError, match="empty class list"):
+        data.select_classes(data.load_dataset("shapes").test, [])
+
+
+def test_checksum_mismatch(tmp_path, monkeypatch):
+    from gcscoop_lib.models import tiny_dir
+
+    shutil.copytree(tiny_dir(), tmp_path / "tiny")
+    weights = tmp_path / "tiny" / "open_clip_model.safetensors"
+    raw = bytearray(weights.read_bytes())
+    raw[-1] ^= 0xFF
+    weights.write_bytes(bytes(raw))
+    monkeypatch.setenv("GCSCOOP_TINY_DIR", str(tmp_path / "tiny"))
+    with pytest.raises(ValueError, match="checksum mismatch"):
+        load_clip("tiny", device="cpu")
+
+
+def test_non_finite_loss_stops_training(clip, task):
+    broken = Task(task.dataset, task.base_names, task.new_names, task.train_features * float("nan"),
+                  task.train_labels, task.val, task.test)
+    with pytest.raises(FloatingPointError, match="lower the learning rate"):
+        train(TrainConfig(method="coop", dataset="shapes", shots=4, epochs=2, batch_size=8), clip, broken)
+
+
+def test_command_line_error_is_one_line_and_writes_nothing(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "gcscoop_lib", "train", "--method", "sam", "--dataset", "shapes",
+                             "--rho", "-1", "--results", str(tmp_path)], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "rho must be >= 0" in result.stderr
+    assert not list(tmp_path.iterdir())
