@@ -41,22 +41,12 @@ def cmd_eval(args) -> None:
                   evaluation.evaluate_zero_shot(clip, task, templates))
 
 
-def _load_tuning(path: Path | None) -> dict:
-    if path is None or not Path(path).exists():
-        return {"recipe": {}, "hparams": {}}
-    return json.loads(Path(path).read_text())
-
-
 def cmd_train(args) -> None:
-    tuning = _load_tuning(args.tuning)
-    recipe = dict(tuning.get("recipe", {}))
-    for key in ("epochs", "lr", "batch_size"):
-        if getattr(args, key) is not None:
-            recipe[key] = getattr(args, key)
-    hp = dict(tuning.get("hparams", {}).get(args.method, {}))
-    hp.update({k: getattr(args, k) for k in HPARAM_FLAGS if getattr(args, k) is not None})
-    config = TrainConfig(method=args.method, dataset=args.dataset, model=args.model, pretrained=args.pretrained,
-                         seed=args.seed, shots=args.shots, views=args.views, hparams=hp, **recipe)
+    tuning = experiments.load_tuning(args.tuning)
+    overrides = {k: getattr(args, k) for k in ("epochs", "lr", "batch_size") if getattr(args, k) is not None}
+    config = experiments.config_for(tuning, args.method, args.dataset, args.seed, model=args.model,
+                                    pretrained=args.pretrained, shots=args.shots, views=args.views, **overrides)
+    config.hparams.update({k: getattr(args, k) for k in HPARAM_FLAGS if getattr(args, k) is not None})
     runner = experiments.Runner(args.results, args.device, progress=True)
     record = runner.run(config, force=args.force)
     _print_scores(f"{methods.LABELS[args.method]} on {args.dataset}, seed {args.seed} [run {record['key']}]", record)
@@ -73,7 +63,7 @@ def cmd_tune(args) -> None:
 def cmd_benchmark(args) -> None:
     start = time.time()
     runner = experiments.Runner(args.results, args.device)
-    tuning = _load_tuning(args.tuning or runner.dir / "tuning.json")
+    tuning = experiments.load_tuning(args.tuning or runner.dir / "tuning.json")
     if not tuning.get("recipe"):
         raise SystemExit(f"no tuning file at {args.tuning or runner.dir / 'tuning.json'}: "
                          "run `python -m gcscoop_lib tune` first")

@@ -85,10 +85,18 @@ def load_fashion(split: str) -> tuple[np.ndarray, np.ndarray]:
     """Fashion-MNIST as (N x 28 x 28 uint8 images, labels); split is 'train' or 't10k'."""
     root = fashion_dir()
     images, labels = root / f"{split}-images-idx3-ubyte.gz", root / f"{split}-labels-idx1-ubyte.gz"
+    if (not images.exists() or not labels.exists()) and os.environ.get("GCSCOOP_ALLOW_DOWNLOAD") == "1":
+        import torchvision  # Colab and other online machines: the same four files from the web
+
+        root = Path(os.environ.get("GCSCOOP_CACHE", Path.home() / ".cache" / "gcscoop_lib")) / "fashion-mnist"
+        torchvision.datasets.FashionMNIST(root, train=split == "train", download=True)
+        root = root / "FashionMNIST" / "raw"
+        images, labels = root / f"{split}-images-idx3-ubyte.gz", root / f"{split}-labels-idx1-ubyte.gz"
     if not images.exists() or not labels.exists():
         raise FileNotFoundError(
             f"Fashion-MNIST not found in {root}: run `make data` (Debian package "
-            "dataset-fashion-mnist) or set GCSCOOP_FASHION_DIR to a folder with the four idx .gz files")
+            "dataset-fashion-mnist), set GCSCOOP_FASHION_DIR to a folder with the four idx .gz files, "
+            "or set GCSCOOP_ALLOW_DOWNLOAD=1 to fetch them")
     return _read_idx(images), _read_idx(labels).astype(np.int64)
 
 

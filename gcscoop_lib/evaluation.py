@@ -5,6 +5,7 @@ import math
 from collections import defaultdict
 
 import torch
+import torch.nn.functional as F
 
 from .models import Clip
 from .prompts import SINGLE_TEMPLATE, PromptedClip, zero_shot_weights
@@ -111,3 +112,25 @@ def markdown_table(table: dict, order: list[str], labels: dict, datasets: list[s
             cells += [f"{row[k][0]:.1f} ± {row[k][1]:.1f}" if row else "–" for k in ("base", "new", "H")]
         lines.append(f"| {labels.get(method, method)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+@torch.no_grad()
+def loss_along(model: PromptedClip, features: torch.Tensor, labels: torch.Tensor, directions: torch.Tensor,
+               radii: list[float]) -> torch.Tensor:
+    """Training loss at ctx + r * |ctx| * d for each unit direction d and radius r (chapter 4).
+
+    Returns directions x radii. Radii are relative to the context's norm, so slices of
+    different solutions are comparable.
+    """
+    ctx = model.learner.ctx
+    saved = ctx.detach().clone()
+    out = torch.empty(len(directions), len(radii))
+    try:
+        for i, d in enumerate(directions):
+            d = (d / d.norm()).view_as(ctx)
+            for j, r in enumerate(radii):
+                ctx.copy_(saved + r * saved.norm() * d)
+                out[i, j] = F.cross_entropy(model.logits(features), labels).item()
+    finally:
+        ctx.copy_(saved)
+    return out

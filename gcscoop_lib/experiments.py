@@ -48,6 +48,31 @@ def append_record(path: Path, record: dict) -> None:
         os.close(fd)
 
 
+PROFILES = {"tiny": {"model": "tiny", "pretrained": None}}
+
+
+def profile_settings(profile: str) -> dict:
+    """Model settings of a book profile; 'tiny' is the offline default."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}: use 'tiny'; the 'paper' profile (ViT-B-16 on the "
+                         "11 benchmark datasets) needs the real-dataset registry, which this version lacks")
+    return dict(PROFILES[profile])
+
+
+def load_tuning(path) -> dict:
+    """The chosen recipe and hyper-parameters (results/tuning.json), or empty defaults."""
+    path = Path(path) if path else None
+    if path is None or not path.exists():
+        return {"recipe": {}, "hparams": {}}
+    return json.loads(path.read_text())
+
+
+def config_for(tuning: dict, method: str, dataset: str, seed: int, **overrides) -> TrainConfig:
+    """The benchmark's config of one run: tuned recipe and hyper-parameters, plus overrides."""
+    fields = {**tuning.get("recipe", {}), "hparams": dict(tuning.get("hparams", {}).get(method, {})), **overrides}
+    return TrainConfig(method=method, dataset=dataset, seed=seed, **fields)
+
+
 class Runner:
     """Runs configs once, keyed by their hash, sharing one loaded CLIP and cached tasks."""
 
@@ -161,9 +186,7 @@ def benchmark(datasets: list[str], runner: Runner, tuning: dict, seeds=(1, 2, 3)
     """Every dataset x method x seed with the tuned recipe; returns the summary table."""
     records = []
     for method in method_names:
-        hp = tuning.get("hparams", {}).get(method, {})
         for dataset in datasets:
             for seed in seeds:
-                config = TrainConfig(method=method, dataset=dataset, seed=seed, hparams=hp, **tuning["recipe"])
-                records.append(runner.run(config, force=force))
+                records.append(runner.run(config_for(tuning, method, dataset, seed), force=force))
     return evaluation.summarise(records)

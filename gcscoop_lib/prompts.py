@@ -171,3 +171,21 @@ class PromptedClip(nn.Module):
 
     def for_classes(self, classnames: list[str], template: str = SINGLE_TEMPLATE) -> "PromptedClip":
         return PromptedClip(self.clip, self.learner.for_classes(classnames), template)
+
+
+@torch.no_grad()
+def nearest_words(learner: PromptLearner, words: list[str], k: int = 3) -> list[list[tuple[str, float]]]:
+    """For each context vector, the k words whose token embedding is closest in cosine (chapter 3).
+
+    Multi-token words are skipped. Real CLIP has 49k meaningful tokens; the tiny CLIP only
+    learned the words of its web, so pass those.
+    """
+    clip = learner.clip
+    singles = [w for w in dict.fromkeys(words) if int(tokenize(clip, [w]).argmax(-1)) == 2]
+    ids = tokenize(clip, singles)[:, 1]
+    table = F.normalize(clip.model.token_embedding.weight[ids].float(), dim=-1)
+    ctx = learner.ctx.detach().reshape(-1, learner.ctx.shape[-1]).float()
+    similarity = F.normalize(ctx, dim=-1) @ table.T
+    top = similarity.topk(min(k, len(singles)), dim=-1)
+    return [[(singles[j], round(v, 2)) for v, j in zip(vals.tolist(), idx.tolist())]
+            for vals, idx in zip(top.values, top.indices)]

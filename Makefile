@@ -1,0 +1,44 @@
+# Two commands for a fresh machine (Debian/Ubuntu, Python 3.11):
+#   make book   venv, install, data, embedded benchmark, execute every chapter, build the HTML
+#   make test   unit tests, nbval over every chapter, and the offline book build with zero warnings
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+FASHION := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+export OMP_NUM_THREADS ?= 1
+export PYTHONHASHSEED := 0
+
+.PHONY: install data benchmark chapters html book test unit nbval clean
+
+install: $(VENV)/.installed
+$(VENV)/.installed: requirements.txt pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+# Fashion-MNIST comes from Debian's dataset-fashion-mnist (or set GCSCOOP_FASHION_DIR).
+data:
+	@if [ -n "$$GCSCOOP_FASHION_DIR" ] || [ -f $(FASHION) ]; then echo "Fashion-MNIST present"; \
+	else $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; fi
+
+benchmark: install data
+	@[ -f results/tuning.json ] || $(BIN)/python -m gcscoop_lib tune
+	$(BIN)/python -m gcscoop_lib benchmark
+
+chapters: install data
+	$(BIN)/python scripts/run_book.py
+
+html: install
+	$(BIN)/jupyter-book build . -W -n --keep-going
+
+book: benchmark chapters html
+
+test: install data html
+	$(BIN)/python -m pytest -q -p no:cacheprovider --nbval --nbval-current-env \
+		--nbval-sanitize-with tests/nbval_sanitize.cfg tests book
+
+clean:
+	rm -rf _build

@@ -1,0 +1,179 @@
+"""Figures of the book (matplotlib). Each returns the figure so a chapter can show or save it."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from .methods import LABELS, REGIMES
+
+COLOURS = {"zeroshot": "#777777", "coop": "#d62728", "prograd": "#1f77b4", "kgcoop": "#17becf",
+           "sam": "#ff7f0e", "gcscoop": "#2ca02c"}
+
+
+def show_examples(datasets: list, per_class: int = 1, split: str = "test"):
+    """One row per dataset, one image per class, titled with the class name (chapter 1)."""
+    cols = max(len(d.classnames) for d in datasets) * per_class
+    fig, axes = plt.subplots(len(datasets), cols, figsize=(cols * 0.95, len(datasets) * 1.15))
+    axes = np.atleast_2d(axes)
+    for row, dataset in enumerate(datasets):
+        images = getattr(dataset, split)
+        for ax in axes[row]:
+            ax.axis("off")
+        for c, name in enumerate(dataset.classnames):
+            for k, i in enumerate(np.flatnonzero(images.labels == c)[:per_class]):
+                ax = axes[row, c * per_class + k]
+                ax.imshow(images.images[i])
+                ax.set_title(name, fontsize=7)
+        axes[row, 0].text(-0.3, 0.5, dataset.name, transform=axes[row, 0].transAxes, ha="right", va="center",
+                          fontsize=9, fontweight="bold")
+    fig.tight_layout()
+    return fig
+
+
+def probability_bars(probabilities, classnames: list[str], image=None, title: str = ""):
+    """An image and CLIP's class probabilities for it (chapter 1)."""
+    fig, axes = plt.subplots(1, 2 if image is not None else 1, figsize=(7, 2.6),
+                             gridspec_kw={"width_ratios": [1, 2.5]} if image is not None else None)
+    axes = np.atleast_1d(axes)
+    if image is not None:
+        axes[0].imshow(image)
+        axes[0].axis("off")
+    ax = axes[-1]
+    ax.barh(range(len(classnames)), probabilities, color="#1f77b4")
+    ax.set_yticks(range(len(classnames)), classnames, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("probability")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def accuracy_curves(history: list[dict], zero_shot: dict, title: str = ""):
+    """Base and new test accuracy after every epoch, against zero-shot (chapter 2)."""
+    epochs = [row["epoch"] for row in history]
+    fig, ax = plt.subplots(figsize=(6.5, 3.4))
+    for half, colour in (("base", "#1f77b4"), ("new", "#d62728")):
+        ax.plot(epochs, [row[half] for row in history], color=colour, label=f"{half} classes (prompt)")
+        ax.axhline(zero_shot[half], color=colour, linestyle="--", linewidth=1, label=f"{half} classes (zero-shot)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def gradient_plane(g_domain, g_general, g_update, title: str = ""):
+    """G_d, G_g and the update, drawn in the plane spanned by G_d and G_g (chapter 3)."""
+    e1 = g_general / g_general.norm()
+    rest = g_domain - (g_domain @ e1) * e1
+    e2 = rest / (rest.norm() + 1e-12)
+    scale = max(g_domain.norm(), g_general.norm(), g_update.norm()).item()
+    fig, ax = plt.subplots(figsize=(4.2, 4.2))
+    for vec, label, colour in ((g_domain, "$G_d$ (cross-entropy)", "#d62728"),
+                               (g_general, "$G_g$ (KL to zero-shot)", "#777777"),
+                               (g_update, "ProGrad update", "#1f77b4")):
+        x, y = (vec @ e1).item() / scale, (vec @ e2).item() / scale
+        ax.annotate("", xy=(x, y), xytext=(0, 0), arrowprops=dict(arrowstyle="->", color=colour, lw=2))
+        ax.text(x * 1.05, y * 1.05 + 0.04, label, color=colour, fontsize=8)
+    ax.axline((0, 0), (0, 1), color="#bbbbbb", lw=0.8, linestyle=":")
+    ax.set_xlim(-1.2, 1.2)
+    ax.set_ylim(-1.2, 1.2)
+    ax.set_aspect("equal")
+    ax.set_xlabel("along $G_g$")
+    ax.set_ylabel("orthogonal to $G_g$")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def per_epoch_rate(steps: list[dict], key: str, value=True) -> tuple[list[int], list[float]]:
+    """Fraction of a training run's steps per epoch whose `key` equals `value`."""
+    epochs = sorted({s["epoch"] for s in steps})
+    rates = [np.mean([s[key] == value for s in steps if s["epoch"] == e]) for e in epochs]
+    return [e + 1 for e in epochs], rates
+
+
+def loss_slices(radii, curves: dict, title: str = ""):
+    """Training loss along directions through the learned context, one line per method (chapter 4)."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    for method, losses in curves.items():
+        losses = np.asarray(losses)
+        colour = COLOURS.get(method)
+        for i, row in enumerate(losses):
+            ax.plot(radii, row, color=colour, alpha=0.35, lw=1, label=None)
+        ax.plot(radii, losses.mean(0), color=colour, lw=2.5, label=LABELS.get(method, method))
+    ax.set_xlabel("distance from the learned context (relative to its norm)")
+    ax.set_ylabel("training loss")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def regimes_over_training(steps: list[dict], title: str = ""):
+    """Cosine between SAM and ERM gradients per step, and the share of each regime per epoch (chapter 5)."""
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.5, 4.8), sharex=True)
+    colours = {"sam": "#ff7f0e", "projected": "#2ca02c", "erm": "#d62728"}
+    x = [s["epoch"] + 1 + i / 1000 for i, s in enumerate(steps)]
+    top.scatter([s["epoch"] + 1 for s in steps], [s["cos"] for s in steps], s=6,
+                c=[colours[s["regime"]] for s in steps])
+    top.set_ylabel("cos(g_SAM, g_ERM)")
+    epochs = sorted({s["epoch"] for s in steps})
+    bottom_stack = np.zeros(len(epochs))
+    for regime in REGIMES:
+        share = np.array([np.mean([s["regime"] == regime for s in steps if s["epoch"] == e]) for e in epochs])
+        bottom.bar([e + 1 for e in epochs], share, bottom=bottom_stack, color=colours[regime], width=1.0, label=regime)
+        bottom_stack += share
+    bottom.set_ylabel("share of steps")
+    bottom.set_xlabel("epoch")
+    bottom.legend(fontsize=8, ncol=3, loc="lower right")
+    top.set_title(title, fontsize=10)
+    del x
+    fig.tight_layout()
+    return fig
+
+
+def base_new_scatter(table: dict, order: list[str], dataset: str = "average", title: str = ""):
+    """Each method as a point (base, new) with its seed spread, and iso-H curves (chapter 6)."""
+    fig, ax = plt.subplots(figsize=(5.2, 4.4))
+    for method in order:
+        row = table.get(method, {}).get(dataset)
+        if not row:
+            continue
+        (b, bs), (n, ns) = row["base"], row["new"]
+        ax.errorbar(b, n, xerr=bs, yerr=ns, fmt="o", color=COLOURS.get(method), capsize=3,
+                    label=LABELS.get(method, method))
+    lo = min(ax.get_xlim()[0], ax.get_ylim()[0])
+    hi = max(ax.get_xlim()[1], ax.get_ylim()[1])
+    xs = np.linspace(lo, hi, 200)
+    for h in range(int(lo) // 5 * 5, int(hi) + 5, 5):
+        ys = h * xs / (2 * xs - h)
+        ok = (2 * xs - h > 0) & (ys >= lo) & (ys <= hi)
+        ax.plot(xs[ok], ys[ok], color="#dddddd", lw=0.8, zorder=0)
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    ax.set_xlabel("base accuracy (%)")
+    ax.set_ylabel("new accuracy (%)")
+    ax.set_title(title or "grey lines: equal harmonic mean H", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def heatmap(values, row_labels, col_labels, title: str = "", fmt: str = "{:.1f}"):
+    """A small annotated heat map (chapter 5's sensitivity grid)."""
+    values = np.asarray(values, dtype=float)
+    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(col_labels), 1.0 + 0.55 * len(row_labels)))
+    im = ax.imshow(values, cmap="viridis")
+    ax.set_xticks(range(len(col_labels)), col_labels, fontsize=8)
+    ax.set_yticks(range(len(row_labels)), row_labels, fontsize=8)
+    for i in range(values.shape[0]):
+        for j in range(values.shape[1]):
+            ax.text(j, i, fmt.format(values[i, j]), ha="center", va="center", fontsize=8,
+                    color="white" if values[i, j] < np.nanmean(values) else "black")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    fig.tight_layout()
+    return fig
