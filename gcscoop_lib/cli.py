@@ -62,7 +62,7 @@ def cmd_tune(args) -> None:
 
 def cmd_benchmark(args) -> None:
     start = time.time()
-    runner = experiments.Runner(args.results, args.device)
+    runner = experiments.Runner(args.results, args.device, progress=True)
     tuning = experiments.load_tuning(args.tuning or runner.dir / "tuning.json")
     if not tuning.get("recipe"):
         raise SystemExit(f"no tuning file at {args.tuning or runner.dir / 'tuning.json'}: "

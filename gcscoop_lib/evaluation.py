@@ -27,6 +27,13 @@ def _scores(predictions: torch.Tensor, labels: torch.Tensor, n_classes: int) -> 
 
 
 @torch.no_grad()
+def accuracy(model: PromptedClip, features: torch.Tensor, labels: torch.Tensor) -> float:
+    """Top-1 accuracy (%) of a prompted CLIP on cached features."""
+    predictions = model.logits(features.to(model.clip.device)).argmax(-1).cpu()
+    return 100.0 * (predictions == labels).float().mean().item()
+
+
+@torch.no_grad()
 def evaluate_prompt(model: PromptedClip, task, split: str = "test") -> dict:
     """Base accuracy with the trained prompt, new accuracy with the same context on the new names."""
     results = {}

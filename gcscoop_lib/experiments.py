@@ -184,9 +184,8 @@ BENCHMARK_METHODS = ["zeroshot", "coop", "prograd", "kgcoop", "sam", "gcscoop"]
 def benchmark(datasets: list[str], runner: Runner, tuning: dict, seeds=(1, 2, 3),
               method_names=BENCHMARK_METHODS, force: bool = False) -> dict:
     """Every dataset x method x seed with the tuned recipe; returns the summary table."""
-    records = []
-    for method in method_names:
-        for dataset in datasets:
-            for seed in seeds:
-                records.append(runner.run(config_for(tuning, method, dataset, seed), force=force))
+    from tqdm.auto import tqdm
+
+    configs = [config_for(tuning, m, d, s) for m in method_names for d in datasets for s in seeds]
+    records = [runner.run(c, force=force) for c in tqdm(configs, desc="benchmark runs", disable=not runner.progress)]
     return evaluation.summarise(records)

@@ -108,7 +108,7 @@ def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """One augmented view: a random resized crop (scale 0.6-1) and a random horizontal flip."""
     n, _, h, w = images.shape
     scale = torch.empty(n).uniform_(0.6, 1.0, generator=generator).sqrt()
-    offset = (1 - scale) * (torch.rand(n, 2, generator=generator) * 2 - 1)
+    offset = (1 - scale)[:, None] * (torch.rand(n, 2, generator=generator) * 2 - 1)
     flip = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0)
     theta = torch.zeros(n, 2, 3)
     theta[:, 0, 0], theta[:, 1, 1] = scale * flip, scale

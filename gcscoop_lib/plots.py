@@ -95,15 +95,19 @@ def per_epoch_rate(steps: list[dict], key: str, value=True) -> tuple[list[int], 
     return [e + 1 for e in epochs], rates
 
 
-def loss_slices(radii, curves: dict, title: str = ""):
-    """Training loss along directions through the learned context, one line per method (chapter 4)."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.4))
-    for method, losses in curves.items():
+def loss_slices(radii, curves: dict, colours: dict | None = None, title: str = ""):
+    """Training loss along directions through learned contexts, one colour per solution (chapter 4).
+
+    curves maps a label to a directions x radii array; thin lines are single directions,
+    the thick line their mean.
+    """
+    fig, ax = plt.subplots(figsize=(5.8, 3.4))
+    for k, (label, losses) in enumerate(curves.items()):
         losses = np.asarray(losses)
-        colour = COLOURS.get(method)
-        for i, row in enumerate(losses):
-            ax.plot(radii, row, color=colour, alpha=0.35, lw=1, label=None)
-        ax.plot(radii, losses.mean(0), color=colour, lw=2.5, label=LABELS.get(method, method))
+        colour = (colours or {}).get(label, plt.cm.tab10(k))
+        for row in losses:
+            ax.plot(radii, row, color=colour, alpha=0.3, lw=1)
+        ax.plot(radii, losses.mean(0), color=colour, lw=2.5, label=label)
     ax.set_xlabel("distance from the learned context (relative to its norm)")
     ax.set_ylabel("training loss")
     ax.set_title(title, fontsize=10)
@@ -116,7 +120,6 @@ def regimes_over_training(steps: list[dict], title: str = ""):
     """Cosine between SAM and ERM gradients per step, and the share of each regime per epoch (chapter 5)."""
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.5, 4.8), sharex=True)
     colours = {"sam": "#ff7f0e", "projected": "#2ca02c", "erm": "#d62728"}
-    x = [s["epoch"] + 1 + i / 1000 for i, s in enumerate(steps)]
     top.scatter([s["epoch"] + 1 for s in steps], [s["cos"] for s in steps], s=6,
                 c=[colours[s["regime"]] for s in steps])
     top.set_ylabel("cos(g_SAM, g_ERM)")
@@ -130,7 +133,6 @@ def regimes_over_training(steps: list[dict], title: str = ""):
     bottom.set_xlabel("epoch")
     bottom.legend(fontsize=8, ncol=3, loc="lower right")
     top.set_title(title, fontsize=10)
-    del x
     fig.tight_layout()
     return fig
 

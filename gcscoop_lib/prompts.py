@@ -108,9 +108,9 @@ class PromptLearner(nn.Module):
 
     def for_classes(self, classnames: list[str]) -> "PromptLearner":
         """The same learned context with other class names (how new classes are evaluated)."""
-        other = PromptLearner(self.clip, classnames, self.n_ctx, self.ctx_init, self.position, False)
         if self.class_specific:
             raise ValueError("a class-specific context cannot be moved to other classes: use class_specific=False")
+        other = PromptLearner(self.clip, classnames, self.n_ctx, self.ctx_init, self.position, False)
         other.ctx = self.ctx
         return other
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import torch
 
 from . import data, methods
+from .evaluation import accuracy
 from .methods import Batch
 from .models import Clip, cached_features, load_clip
 from .prompts import SINGLE_TEMPLATE, PromptedClip, PromptLearner
@@ -97,13 +98,6 @@ def lr_at(epoch: int, epochs: int, base_lr: float, warmup_lr: float = 1e-5) -> f
     if epoch == 0:
         return warmup_lr
     return 0.5 * base_lr * (1 + math.cos(math.pi * (epoch - 1) / epochs))
-
-
-@torch.no_grad()
-def accuracy(model: PromptedClip, features: torch.Tensor, labels: torch.Tensor) -> float:
-    device = model.clip.device
-    predictions = model.logits(features.to(device)).argmax(-1).cpu()
-    return 100.0 * (predictions == labels).float().mean().item()
 
 
 @dataclass

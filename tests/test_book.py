@@ -45,3 +45,19 @@ def test_rendered_chapter_has_its_figures(path):
     for src in re.findall(r'<img[^>]+src="([^"]+)"', html):
         if not src.startswith(("http", "data:")):
             assert (page.parent / src).resolve().exists(), src
+
+
+def test_readme_table_is_the_benchmark_file():
+    """The README's results table is copied from results/benchmark.md, never typed."""
+    bench = (ROOT / "results" / "benchmark.md").read_text()
+    average = bench.split("\n## ")[0]
+    rows = [line for line in average.splitlines() if line.startswith("| ")]
+    readme = (ROOT / "README.md").read_text()
+    assert rows and all(row in readme for row in rows)
+
+
+def test_repository_url_is_set_in_one_place():
+    url = re.search(r"url: (\S+)", (ROOT / "_config.yml").read_text()).group(1)
+    for path in CHAPTERS:
+        found = set(re.findall(r'REPO_URL = \\"([^\\"]+)\\"', path.read_text()))
+        assert found == {url}, path.name

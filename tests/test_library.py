@@ -146,3 +146,41 @@ def test_command_line_error_is_one_line_and_writes_nothing(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "rho must be >= 0" in result.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_augmented_views_are_cached_per_view(clip):
+    from gcscoop_lib.models import encode_images
+
+    images = data.load_dataset("shapes").test.images[:6]
+    views = encode_images(clip, images, views=3, seed=0)
+    assert views.shape == (3, 6, clip.model.text_projection.shape[1])
+    assert not torch.allclose(views[0], views[1])
+    assert torch.equal(views, encode_images(clip, images, views=3, seed=0))
+
+
+def test_loss_slices_leave_the_context_untouched(clip, task):
+    from gcscoop_lib.training import build_model
+
+    model = build_model(clip, TrainConfig(dataset="shapes"), task.base_names)
+    before = model.learner.ctx.detach().clone()
+    losses = evaluation.loss_along(model, task.train_features[0], task.train_labels, torch.randn(2, before.numel()),
+                                   [-0.2, 0.0, 0.2])
+    assert losses.shape == (2, 3) and torch.equal(model.learner.ctx, before)
+    assert losses[0, 1] == losses[1, 1]  # radius 0 is the solution itself
+
+
+def test_nearest_words_of_the_initial_context_are_its_own_words(clip):
+    from gcscoop_lib.prompts import nearest_words
+    from gcscoop_lib.tiny import web_vocabulary
+
+    learner = PromptLearner(clip, NAMES, ctx_init="a photo of a")
+    assert [row[0][0] for row in nearest_words(learner, web_vocabulary())] == ["a", "photo", "of", "a"]
+
+
+def test_training_on_augmented_views(clip):
+    from gcscoop_lib.training import prepare_task
+
+    task = prepare_task(clip, "shapes", shots=2, seed=1, views=2)
+    assert task.train_features.shape[0] == 2
+    result = train(TrainConfig(method="coop", dataset="shapes", shots=2, epochs=2, batch_size=4, views=2), clip, task)
+    assert len(result.history) == 2 and np.isfinite(result.history[-1]["loss"])
