@@ -69,15 +69,12 @@ def cmd_benchmark(args) -> None:
                          "run `python -m gcscoop_lib tune` first")
     table = experiments.benchmark(args.datasets, runner, tuning, args.seeds, args.methods, args.force)
     order = [m for m in experiments.BENCHMARK_METHODS if m in args.methods]
-    text = ["## Average over " + ", ".join(args.datasets), "",
-            evaluation.markdown_table(table, order, methods.LABELS), ""]
-    for dataset in args.datasets:
-        text += [f"## {dataset}", "", evaluation.markdown_table(table, order, methods.LABELS, [dataset]), ""]
-    (runner.dir / "benchmark.md").write_text("\n".join(text))
+    report = evaluation.markdown_report(table, order, methods.LABELS, args.datasets)
+    (runner.dir / "benchmark.md").write_text(report)
     (runner.dir / "benchmark.json").write_text(json.dumps(
         {"table": table, "tuning": {"recipe": tuning["recipe"], "hparams": tuning["hparams"]},
          "seeds": list(args.seeds), "datasets": args.datasets}, indent=2) + "\n")
-    print("\n".join(text))
+    print(report)
     print(f"benchmark: {len(args.methods)} methods x {len(args.datasets)} datasets x {len(args.seeds)} seeds "
           f"in {time.time() - start:.0f}s -> {runner.dir / 'benchmark.md'}")
 

@@ -141,3 +141,17 @@ def loss_along(model: PromptedClip, features: torch.Tensor, labels: torch.Tensor
     finally:
         ctx.copy_(saved)
     return out
+
+
+def markdown_report(table: dict, order: list[str], labels: dict, datasets: list[str], heading: str = "##") -> str:
+    """The average table, then one table per dataset, as Markdown (chapters 2-6 and the CLI).
+
+    heading="" writes bold titles instead of headings (for notebook outputs).
+    """
+    def title(text):
+        return f"{heading} {text}" if heading else f"**{text}**"
+
+    blocks = [title("Average over " + ", ".join(datasets)), "", markdown_table(table, order, labels), ""]
+    for dataset in datasets:
+        blocks += [title(dataset), "", markdown_table(table, order, labels, [dataset]), ""]
+    return "\n".join(blocks)
