@@ -133,7 +133,7 @@ def main(argv=None) -> None:
         args.func(args)
     except (ValueError, FileNotFoundError, FloatingPointError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

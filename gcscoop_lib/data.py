@@ -1,6 +1,6 @@
 """Datasets, the base/new split, few-shot sampling and cached image features.
 
-The embedded world (chapter 1, appendix) lives here: four small downstream tasks that
+The embedded world (intro, 07_appendix_tiny_clip) lives here: four small downstream tasks that
 run offline on a CPU. Two hold real images (Fashion-MNIST, scikit-learn's handwritten
 digits), two are drawn procedurally (shapes, textures). Every downstream task is shown
 in a *style* that the tiny CLIP's pretraining "web" saw rarely and that the generic
@@ -242,7 +242,7 @@ def digits_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 
 
 def build_embedded(name: str) -> Dataset:
-    """Build one embedded downstream task (chapter 2 onwards). Deterministic."""
+    """Build one embedded downstream task (01_zero_shot onwards). Deterministic."""
     if name not in EMBEDDED:
         raise ValueError(f"unknown dataset {name!r}: choose one of {sorted(EMBEDDED)}")
     spec = EMBEDDED[name]
@@ -282,7 +282,7 @@ def dataset_names() -> list[str]:
 
 # ----------------------------------------------------------------------------- base/new and few-shot
 def base_new_classes(n_classes: int) -> tuple[list[int], list[int]]:
-    """CoOp's rule: sorted labels, the first ceil(n/2) are base, the rest new (chapter 3)."""
+    """CoOp's rule: sorted labels, the first ceil(n/2) are base, the rest new (01_zero_shot)."""
     if n_classes < 2:
         raise ValueError(f"a base/new split needs at least 2 classes, got {n_classes}")
     m = math.ceil(n_classes / 2)

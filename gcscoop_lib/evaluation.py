@@ -1,4 +1,4 @@
-"""Accuracy on base and new classes, the harmonic mean, and tables of runs (chapter 3, 7)."""
+"""Accuracy on base and new classes, the harmonic mean, and tables of runs (02_coop, 06_benchmark)."""
 from __future__ import annotations
 
 import math
@@ -47,7 +47,7 @@ def evaluate_prompt(model: PromptedClip, task, split: str = "test") -> dict:
 
 @torch.no_grad()
 def evaluate_zero_shot(clip: Clip, task, templates=SINGLE_TEMPLATE, split: str = "test") -> dict:
-    """Zero-shot CLIP (chapter 2) on both halves, with one template or an ensemble."""
+    """Zero-shot CLIP (01_zero_shot) on both halves, with one template or an ensemble."""
     results = {}
     for half, names in (("base", task.base_names), ("new", task.new_names)):
         weights = zero_shot_weights(clip, names, templates)
@@ -124,7 +124,7 @@ def markdown_table(table: dict, order: list[str], labels: dict, datasets: list[s
 @torch.no_grad()
 def loss_along(model: PromptedClip, features: torch.Tensor, labels: torch.Tensor, directions: torch.Tensor,
                radii: list[float]) -> torch.Tensor:
-    """Training loss at ctx + r * |ctx| * d for each unit direction d and radius r (chapter 4).
+    """Training loss at ctx + r * |ctx| * d for each unit direction d and radius r (04_sam).
 
     Returns directions x radii. Radii are relative to the context's norm, so slices of
     different solutions are comparable.
@@ -144,7 +144,7 @@ def loss_along(model: PromptedClip, features: torch.Tensor, labels: torch.Tensor
 
 
 def markdown_report(table: dict, order: list[str], labels: dict, datasets: list[str], heading: str = "##") -> str:
-    """The average table, then one table per dataset, as Markdown (chapters 2-6 and the CLI).
+    """The average table, then one table per dataset, as Markdown (02_coop to 06_benchmark, and the CLI).
 
     heading="" writes bold titles instead of headings (for notebook outputs).
     """

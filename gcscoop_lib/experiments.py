@@ -1,5 +1,5 @@
 """Runs, their records, recipe and hyper-parameter selection, and the embedded benchmark
-(chapter 7). Every table in the book and README is generated from these records."""
+(06_benchmark). Every table in the book and README is generated from these records."""
 from __future__ import annotations
 
 import dataclasses
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from . import __version__, evaluation, methods
+from . import __version__, evaluation
 from .models import load_clip
 from .prompts import SINGLE_TEMPLATE
 from .training import TrainConfig, prepare_task, train

@@ -1,5 +1,5 @@
 """The methods. Each update is one short function that takes the model and a batch and
-returns the gradient the optimiser should follow; its chapter shows it verbatim.
+returns the gradient the optimiser should follow; its chapter shows it verbatim (book/02_coop to 05_gcscoop).
 
 The only trainable tensor is the prompt context, so gradients are handled as one flat
 fp32 vector: dot products, norms and projections are then plain vector algebra.
@@ -47,7 +47,7 @@ def loss_and_grad(model, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
 
 @contextmanager
 def perturbed(model, epsilon: torch.Tensor):
-    """Move the context by epsilon inside the block, then restore it bit for bit (chapter 5)."""
+    """Move the context by epsilon inside the block, then restore it bit for bit (04_sam)."""
     saved = [p.detach().clone() for p in model.params]
     with torch.no_grad():
         start = 0
@@ -67,14 +67,14 @@ def sam_epsilon(grad: torch.Tensor, rho: float) -> torch.Tensor:
     return rho * grad / (grad.norm() + 1e-12)
 
 
-# ----------------------------------------------------------------------------- CoOp (chapter 3)
+# ----------------------------------------------------------------------------- CoOp (02_coop)
 def coop_update(model, batch: Batch, hp: dict) -> Step:
     """CoOp: plain empirical risk minimisation of the cross-entropy."""
     loss, grad = loss_and_grad(model, batch)
     return Step(loss, grad)
 
 
-# ----------------------------------------------------------------------------- ProGrad (chapter 4)
+# ----------------------------------------------------------------------------- ProGrad (03_prograd)
 def prograd_direction(g_domain: torch.Tensor, g_general: torch.Tensor, lam: float) -> tuple[torch.Tensor, bool]:
     """Remove (lam times) the part of the domain gradient that conflicts with the general one."""
     dot = g_domain @ g_general
@@ -96,7 +96,7 @@ def prograd_update(model, batch: Batch, hp: dict) -> Step:
     return Step(ce, grad, {"conflict": conflict, "cos": cos})
 
 
-# ----------------------------------------------------------------------------- KgCoOp (chapter 4)
+# ----------------------------------------------------------------------------- KgCoOp (03_prograd)
 def kgcoop_update(model, batch: Batch, hp: dict) -> Step:
     """KgCoOp: CE plus lam * (1 - cosine) between learned and hand-written class text features."""
     text = model.text_features()
@@ -106,7 +106,7 @@ def kgcoop_update(model, batch: Batch, hp: dict) -> Step:
     return Step(ce, grad, {"knowledge": knowledge.item()})
 
 
-# ----------------------------------------------------------------------------- SAM (chapter 5)
+# ----------------------------------------------------------------------------- SAM (04_sam)
 def sam_update(model, batch: Batch, hp: dict) -> Step:
     """SAM-CoOp: the gradient at the worst nearby context, applied at the current one."""
     loss, g_erm = loss_and_grad(model, batch)
@@ -115,7 +115,7 @@ def sam_update(model, batch: Batch, hp: dict) -> Step:
     return Step(loss, g_sam)
 
 
-# ----------------------------------------------------------------------------- GCSCoOp (chapter 6)
+# ----------------------------------------------------------------------------- GCSCoOp (05_gcscoop)
 REGIMES = ("sam", "projected", "erm")
 
 

@@ -1,4 +1,4 @@
-"""Loading CLIP models and encoding images once (chapters 2 and 8).
+"""Loading CLIP models and encoding images once (01_zero_shot, 07_appendix_tiny_clip).
 
 `load_clip("tiny")` gives the embedded tiny CLIP that ships inside this package and needs
 no network; any other name is an open_clip architecture loaded with its pretrained tag
@@ -64,7 +64,7 @@ def verify_checksum(folder: Path) -> str:
 
 
 def load_clip(name: str = "tiny", pretrained: str | None = None, device: str | torch.device = "auto") -> Clip:
-    """Load a frozen CLIP in eval mode (chapter 2). 'tiny' is offline; others use open_clip."""
+    """Load a frozen CLIP in eval mode (01_zero_shot). 'tiny' is offline; others use open_clip."""
     import open_clip
 
     device = resolve_device(device)
@@ -120,7 +120,7 @@ def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 @torch.no_grad()
 def encode_images(clip: Clip, images: np.ndarray, views: int = 1, seed: int = 0,
                   batch_size: int = 512) -> torch.Tensor:
-    """Normalised image features of uint8 N x H x W x 3 images (chapter 3).
+    """Normalised image features of uint8 N x H x W x 3 images (02_coop).
 
     views=1 encodes each image once as it is; views=K>1 encodes K augmented views and
     returns K x N x D, so training can draw a different view each epoch without ever
@@ -130,7 +130,7 @@ def encode_images(clip: Clip, images: np.ndarray, views: int = 1, seed: int = 0,
 
     generator = torch.Generator().manual_seed(seed)
     out = []
-    for view in range(views):
+    for _ in range(views):
         chunks = []
         for start in range(0, len(images), batch_size):
             x = images_to_tensor(images[start:start + batch_size])

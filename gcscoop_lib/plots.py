@@ -11,7 +11,7 @@ COLOURS = {"zeroshot": "#777777", "coop": "#d62728", "prograd": "#1f77b4", "kgco
 
 
 def show_examples(datasets: list, per_class: int = 1, split: str = "test"):
-    """One row per dataset, one image per class, titled with the class name (chapter 1)."""
+    """One row per dataset, one image per class, titled with the class name (01_zero_shot)."""
     cols = max(len(d.classnames) for d in datasets) * per_class
     fig, axes = plt.subplots(len(datasets), cols, figsize=(cols * 0.95, len(datasets) * 1.15))
     axes = np.atleast_2d(axes)
@@ -31,7 +31,7 @@ def show_examples(datasets: list, per_class: int = 1, split: str = "test"):
 
 
 def probability_bars(probabilities, classnames: list[str], image=None, title: str = ""):
-    """An image and CLIP's class probabilities for it (chapter 1)."""
+    """An image and CLIP's class probabilities for it (01_zero_shot)."""
     fig, axes = plt.subplots(1, 2 if image is not None else 1, figsize=(7, 2.6),
                              gridspec_kw={"width_ratios": [1, 2.5]} if image is not None else None)
     axes = np.atleast_1d(axes)
@@ -50,7 +50,7 @@ def probability_bars(probabilities, classnames: list[str], image=None, title: st
 
 
 def accuracy_curves(history: list[dict], zero_shot: dict, title: str = ""):
-    """Base and new test accuracy after every epoch, against zero-shot (chapter 2)."""
+    """Base and new test accuracy after every epoch, against zero-shot (02_coop)."""
     epochs = [row["epoch"] for row in history]
     fig, ax = plt.subplots(figsize=(6.5, 3.4))
     for half, colour in (("base", "#1f77b4"), ("new", "#d62728")):
@@ -65,7 +65,7 @@ def accuracy_curves(history: list[dict], zero_shot: dict, title: str = ""):
 
 
 def gradient_plane(g_domain, g_general, g_update, title: str = ""):
-    """G_d, G_g and the update, drawn in the plane spanned by G_d and G_g (chapter 3)."""
+    """G_d, G_g and the update, drawn in the plane spanned by G_d and G_g (03_prograd)."""
     e1 = g_general / g_general.norm()
     rest = g_domain - (g_domain @ e1) * e1
     e2 = rest / (rest.norm() + 1e-12)
@@ -96,7 +96,7 @@ def per_epoch_rate(steps: list[dict], key: str, value=True) -> tuple[list[int], 
 
 
 def loss_slices(radii, curves: dict, colours: dict | None = None, title: str = ""):
-    """Training loss along directions through learned contexts, one colour per solution (chapter 4).
+    """Training loss along directions through learned contexts, one colour per solution (04_sam).
 
     curves maps a label to a directions x radii array; thin lines are single directions,
     the thick line their mean.
@@ -117,7 +117,7 @@ def loss_slices(radii, curves: dict, colours: dict | None = None, title: str = "
 
 
 def regimes_over_training(steps: list[dict], title: str = ""):
-    """Cosine between SAM and ERM gradients per step, and the share of each regime per epoch (chapter 5)."""
+    """Cosine between SAM and ERM gradients per step, and the share of each regime per epoch (05_gcscoop)."""
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.5, 4.8), sharex=True)
     colours = {"sam": "#ff7f0e", "projected": "#2ca02c", "erm": "#d62728"}
     top.scatter([s["epoch"] + 1 for s in steps], [s["cos"] for s in steps], s=6,
@@ -138,7 +138,7 @@ def regimes_over_training(steps: list[dict], title: str = ""):
 
 
 def base_new_scatter(table: dict, order: list[str], dataset: str = "average", title: str = ""):
-    """Each method as a point (base, new) with its seed spread, and iso-H curves (chapter 6)."""
+    """Each method as a point (base, new) with its seed spread, and iso-H curves (03_prograd, 05_gcscoop, 06_benchmark)."""
     fig, ax = plt.subplots(figsize=(5.2, 4.4))
     for method in order:
         row = table.get(method, {}).get(dataset)
@@ -165,7 +165,7 @@ def base_new_scatter(table: dict, order: list[str], dataset: str = "average", ti
 
 
 def heatmap(values, row_labels, col_labels, title: str = "", fmt: str = "{:.1f}"):
-    """A small annotated heat map (chapter 5's sensitivity grid)."""
+    """A small annotated heat map (01_zero_shot's templates, 05_gcscoop's sensitivity grid)."""
     values = np.asarray(values, dtype=float)
     fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(col_labels), 1.0 + 0.55 * len(row_labels)))
     im = ax.imshow(values, cmap="viridis")

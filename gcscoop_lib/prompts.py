@@ -1,5 +1,5 @@
 """Prompts: hand-written templates, the learnable prompt and CLIP's text encoder run from
-embeddings (chapters 2 and 3)."""
+embeddings (01_zero_shot, 02_coop)."""
 from __future__ import annotations
 
 import torch
@@ -26,7 +26,7 @@ def tokenize(clip: Clip, texts: list[str]) -> torch.Tensor:
 
 @torch.no_grad()
 def zero_shot_weights(clip: Clip, classnames: list[str], templates: list[str] | str = SINGLE_TEMPLATE) -> torch.Tensor:
-    """Class weights from text (chapter 2): normalise each template's feature, average, renormalise."""
+    """Class weights from text (01_zero_shot): normalise each template's feature, average, renormalise."""
     if not classnames:
         raise ValueError("empty class list: pass at least one class name")
     templates = [templates] if isinstance(templates, str) else list(templates)
@@ -38,15 +38,17 @@ def zero_shot_weights(clip: Clip, classnames: list[str], templates: list[str] | 
 
 
 class TextEncoder(nn.Module):
-    """CLIP's text tower run from token embeddings instead of token ids (chapter 3).
+    """CLIP's text tower run from token embeddings instead of token ids (02_coop).
 
     It keeps only the positions up to the last end-of-text token of the batch: under CLIP's
     causal mask no earlier position attends to a later one, so the padding after it never
-    changes the features, and dropping it is exact, not an approximation.
+    changes the features, and dropping it is exact, not an approximation. truncate=False
+    runs the full context, as the published code does (benchmarks/speed.py compares both).
     """
 
-    def __init__(self, clip: Clip):
+    def __init__(self, clip: Clip, truncate: bool = True):
         super().__init__()
+        self.truncate = truncate
         model = clip.model
         self.transformer = model.transformer
         self.positional_embedding = model.positional_embedding
@@ -56,7 +58,7 @@ class TextEncoder(nn.Module):
 
     def forward(self, embeddings: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         eot = tokens.argmax(dim=-1)
-        length = int(eot.max()) + 1
+        length = int(eot.max()) + 1 if self.truncate else tokens.shape[1]
         x = embeddings[:, :length] + self.positional_embedding[:length].to(embeddings.dtype)
         mask = None if self.attn_mask is None else self.attn_mask[:length, :length]
         x = self.ln_final(self.transformer(x, attn_mask=mask))
@@ -67,7 +69,7 @@ class TextEncoder(nn.Module):
 
 
 class PromptLearner(nn.Module):
-    """CoOp's learnable context (chapter 3): M vectors shared by all classes, or one set per class.
+    """CoOp's learnable context (02_coop): M vectors shared by all classes, or one set per class.
 
     The prompt for class i is [SOS] [V]_1 ... [V]_M [CLASS_i] [.] [EOS] with the class token
     at the end (or in the middle, or at the front). Only `ctx` learns, kept in fp32.
@@ -138,7 +140,7 @@ class PromptLearner(nn.Module):
 
 
 class PromptedClip(nn.Module):
-    """Logits from cached image features and learned prompts (chapter 3).
+    """Logits from cached image features and learned prompts (02_coop).
 
     Holds what the training loop needs and nothing else: the prompt learner (the only
     thing that learns), the text encoder, the frozen logit scale and the zero-shot text
@@ -175,7 +177,7 @@ class PromptedClip(nn.Module):
 
 @torch.no_grad()
 def nearest_words(learner: PromptLearner, words: list[str], k: int = 3) -> list[list[tuple[str, float]]]:
-    """For each context vector, the k words whose token embedding is closest in cosine (chapter 3).
+    """For each context vector, the k words whose token embedding is closest in cosine (02_coop).
 
     Multi-token words are skipped. Real CLIP has 49k meaningful tokens; the tiny CLIP only
     learned the words of its web, so pass those.

@@ -1,4 +1,4 @@
-"""Pretrain the embedded tiny CLIP on a synthetic captioned "web" (appendix chapter).
+"""Pretrain the embedded tiny CLIP on a synthetic captioned "web" (07_appendix_tiny_clip).
 
     python -m gcscoop_lib.tiny --out gcscoop_lib/weights/tiny
 
@@ -38,7 +38,7 @@ GENERIC_TEMPLATES = ["a photo of a {}.", "a picture of a {}.", "an image of a {}
                      "a photo of the {}.", "this is a {}.", "a close-up photo of a {}."]
 # How each source is usually captioned on the web. Photos get photo captions; drawings,
 # digits and patterns mostly get their own wording, as on the real web. This is what makes
-# the wording of a prompt matter (chapter 2) and gives prompt learning something to find.
+# the wording of a prompt matter (01_zero_shot) and gives prompt learning something to find.
 SOURCE_TEMPLATES = {
     "fashion": GENERIC_TEMPLATES,
     "digits": ["a handwritten {}.", "the digit {}.", "a drawing of the number {}.", "the number {} written by hand."],

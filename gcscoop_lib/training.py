@@ -1,4 +1,4 @@
-"""One training loop for every method (chapter 3): SGD with momentum 0.9 and weight decay
+"""One training loop for every method (02_coop): SGD with momentum 0.9 and weight decay
 5e-4, one constant warm-up epoch at 1e-5, then a per-epoch cosine schedule, as in Dassl.
 
 Image features are cached before the loop, so a step only runs the text encoder.
@@ -115,10 +115,11 @@ def build_model(clip: Clip, config: TrainConfig, classnames: list[str]) -> Promp
 
 
 def train(config: TrainConfig, clip: Clip | None = None, task: Task | None = None, track: bool = False,
-          progress: bool = False, split_dir=None) -> TrainResult:
-    """Train the prompt with `config.method`'s update (chapter 3 onwards).
+          progress: bool = False, split_dir=None, model=None) -> TrainResult:
+    """Train the prompt with `config.method`'s update (02_coop onwards).
 
     track=True evaluates base and new test accuracy after every epoch (cheap: features are cached).
+    model replaces the default PromptedClip (benchmarks/speed.py passes a reference-style one).
     """
     config = config.resolved()
     update, _ = methods.METHODS[config.method]
@@ -128,7 +129,7 @@ def train(config: TrainConfig, clip: Clip | None = None, task: Task | None = Non
     task = task or prepare_task(clip, config.dataset, config.shots, config.seed, config.views, split_dir)
     device = clip.device
     torch.manual_seed(config.seed)
-    model = build_model(clip, config, task.base_names)
+    model = model or build_model(clip, config, task.base_names)
     new_model = model.for_classes(task.new_names) if track else None
     optimizer = torch.optim.SGD(model.params, lr=config.lr, momentum=0.9, weight_decay=5e-4)
     generator = torch.Generator().manual_seed(config.seed)

@@ -184,3 +184,18 @@ def test_training_on_augmented_views(clip):
     assert task.train_features.shape[0] == 2
     result = train(TrainConfig(method="coop", dataset="shapes", shots=2, epochs=2, batch_size=4, views=2), clip, task)
     assert len(result.history) == 2 and np.isfinite(result.history[-1]["loss"])
+
+
+def test_hub_model_offline_names_the_tiny_alternative(monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # fail at once, as offline machines do
+    with pytest.raises(RuntimeError, match=r"offline, use load_clip\('tiny'\)"):
+        load_clip("RN50", "openai", device="cpu")
+
+
+def test_truncation_after_eot_is_exact(clip):
+    learner = PromptLearner(clip, NAMES, ctx_init="a photo of a")
+    full = TextEncoder(clip, truncate=False)(learner(), learner.token_ids())
+    cut = TextEncoder(clip)(learner(), learner.token_ids())
+    assert torch.allclose(full, cut, atol=1e-5)
