@@ -4,6 +4,7 @@
     python -m gcscoop_lib train --method gcscoop --dataset fashion --seed 1 [--rho 0.1]
     python -m gcscoop_lib tune
     python -m gcscoop_lib benchmark
+    python -m gcscoop_lib sweep --methods coop gcscoop --executor local --jobs 2
 """
 from __future__ import annotations
 
@@ -79,6 +80,22 @@ def cmd_benchmark(args) -> None:
           f"in {time.time() - start:.0f}s -> {runner.dir / 'benchmark.md'}")
 
 
+def cmd_sweep(args) -> None:
+    tuning = experiments.load_tuning(args.tuning)
+    overrides = {k: getattr(args, k) for k in ("epochs", "lr", "batch_size") if getattr(args, k) is not None}
+    configs = [experiments.config_for(tuning, m, d, s, model=args.model, pretrained=args.pretrained, **overrides)
+               for m in args.methods for d in args.datasets for s in args.seeds]
+    records = experiments.sweep(configs, args.results, args.executor, args.jobs, args.device, args.records,
+                                {"slurm_partition": args.partition} if args.partition else None)
+    table = evaluation.summarise(records)
+    out = experiments.results_dir(args.results)
+    stem = Path(args.records).stem
+    (out / f"{stem}.md").write_text(evaluation.markdown_report(table, args.methods, methods.LABELS, args.datasets))
+    (out / f"{stem}.csv").write_text(experiments.csv_table(table, args.methods, args.datasets))
+    print(evaluation.markdown_table(table, args.methods, methods.LABELS))
+    print(f"{len(records)} runs -> {out / (stem + '.md')}, {out / (stem + '.csv')}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m gcscoop_lib", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -124,6 +141,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tuning", type=Path, default=None)
     p.add_argument("--force", action="store_true")
     p.set_defaults(func=cmd_benchmark)
+    p = sub.add_parser("sweep", help="methods x datasets x seeds, skipping finished runs, inline or via submitit")
+    _common(p)
+    p.add_argument("--methods", nargs="+", default=experiments.BENCHMARK_METHODS, choices=list(methods.METHODS))
+    p.add_argument("--datasets", nargs="+", default=data.dataset_names(), choices=data.dataset_names())
+    p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--tuning", type=Path, default=Path("results/tuning.json"))
+    p.add_argument("--executor", default="inline", choices=experiments.EXECUTORS,
+                   help="inline (this process), local (submitit processes) or slurm (submitit)")
+    p.add_argument("--jobs", type=int, default=1, help="jobs to split the runs into (local, slurm)")
+    p.add_argument("--partition", help="SLURM partition")
+    p.add_argument("--records", default="sweep.jsonl", help="records file inside the results folder")
+    p.set_defaults(func=cmd_sweep)
     return parser
 
 

@@ -189,3 +189,51 @@ def benchmark(datasets: list[str], runner: Runner, tuning: dict, seeds=(1, 2, 3)
     configs = [config_for(tuning, m, d, s) for m in method_names for d in datasets for s in seeds]
     records = [runner.run(c, force=force) for c in tqdm(configs, desc="benchmark runs", disable=not runner.progress)]
     return evaluation.summarise(records)
+
+
+# ----------------------------------------------------------------------------- sweeps
+EXECUTORS = ("inline", "local", "slurm")
+
+
+def run_configs(configs: list[TrainConfig], results, device: str = "auto", records_file: str = "runs.jsonl") -> list[dict]:
+    """One job of a sweep: run each config unless its record exists (module-level, so jobs can pickle it)."""
+    runner = Runner(results, device, records_file)
+    return [runner.run(c) for c in configs]
+
+
+def sweep(configs: list[TrainConfig], results, executor: str = "inline", jobs: int = 1, device: str = "auto",
+          records_file: str = "runs.jsonl", slurm: dict | None = None) -> list[dict]:
+    """Run many configs, skipping finished ones; 'local' and 'slurm' go through submitit.
+
+    Each run appends its own record in one write, so an interrupted sweep resumes where it
+    stopped: re-running the same sweep only runs what has no record yet.
+    """
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}: choose one of {EXECUTORS}")
+    results = results_dir(results)
+    done = {r["key"] for r in read_records(results / records_file)}
+    todo = [c for c in configs if c.key() not in done]
+    if todo and executor == "inline":
+        run_configs(todo, results, device, records_file)
+    elif todo:
+        import submitit
+
+        chunks = [todo[i::jobs] for i in range(min(jobs, len(todo)))]
+        ex = submitit.AutoExecutor(folder=results / "submitit", cluster="local" if executor == "local" else "slurm")
+        ex.update_parameters(timeout_min=60, **(slurm or {}))
+        for job in [ex.submit(run_configs, chunk, results, device, records_file) for chunk in chunks]:
+            job.result()  # raises if the job failed
+    by_key = {r["key"]: r for r in read_records(results / records_file)}
+    return [by_key[c.key()] for c in configs]
+
+
+def csv_table(table: dict, order: list[str], datasets: list[str]) -> str:
+    """The summary table as CSV: one row per method and dataset (and the average)."""
+    lines = ["method,dataset,base,base_std,new,new_std,H,H_std,seeds"]
+    for method in order:
+        for dataset in datasets + ["average"]:
+            row = table.get(method, {}).get(dataset)
+            if row:
+                values = [f"{row[k][i]:.2f}" for k in ("base", "new", "H") for i in (0, 1)]
+                lines.append(",".join([method, dataset, *values, str(row["seeds"])]))
+    return "\n".join(lines) + "\n"

@@ -199,3 +199,21 @@ def test_truncation_after_eot_is_exact(clip):
     full = TextEncoder(clip, truncate=False)(learner(), learner.token_ids())
     cut = TextEncoder(clip)(learner(), learner.token_ids())
     assert torch.allclose(full, cut, atol=1e-5)
+
+
+@pytest.mark.parametrize("executor", ["inline", "local"])
+def test_sweep_skips_finished_runs_and_aggregates(tmp_path, executor):
+    configs = [TrainConfig(method=m, dataset="shapes", shots=2, epochs=2, batch_size=4, seed=s)
+               for m in ("coop", "gcscoop") for s in (1, 2)]
+    first = experiments.sweep(configs[:1], tmp_path, "inline", device="cpu")
+    records = experiments.sweep(configs, tmp_path, executor, jobs=2, device="cpu")
+    assert [r["key"] for r in records] == [c.key() for c in configs]
+    assert records[0] == first[0]  # finished before: loaded, not re-run
+    assert len((tmp_path / "runs.jsonl").read_text().splitlines()) == len(configs)
+    csv = experiments.csv_table(evaluation.summarise(records), ["coop", "gcscoop"], ["shapes"])
+    assert csv.splitlines()[0].startswith("method,dataset,base") and len(csv.splitlines()) == 5
+
+
+def test_unknown_executor():
+    with pytest.raises(ValueError, match="unknown executor"):
+        experiments.sweep([], "unused", executor="kubernetes")
