@@ -5,6 +5,7 @@
     python -m gcscoop_lib tune
     python -m gcscoop_lib benchmark
     python -m gcscoop_lib sweep --methods coop gcscoop --executor local --jobs 2
+    python -m gcscoop_lib prepare oxford_pets dtd       # the papers' datasets: what is there, what to fetch
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import data, evaluation, experiments, methods
+from . import data, evaluation, experiments, methods, paper_data
 from .prompts import ENSEMBLE_TEMPLATES, SINGLE_TEMPLATE
 from .training import TrainConfig
 
@@ -42,8 +43,13 @@ def cmd_eval(args) -> None:
                   evaluation.evaluate_zero_shot(clip, task, templates))
 
 
+def _tuning_for(args) -> dict:
+    """The tuned recipe belongs to the tiny CLIP; other models start from the methods' defaults."""
+    return experiments.load_tuning(args.tuning) if args.model == "tiny" else {}
+
+
 def cmd_train(args) -> None:
-    tuning = experiments.load_tuning(args.tuning)
+    tuning = _tuning_for(args)
     overrides = {k: getattr(args, k) for k in ("epochs", "lr", "batch_size") if getattr(args, k) is not None}
     config = experiments.config_for(tuning, args.method, args.dataset, args.seed, model=args.model,
                                     pretrained=args.pretrained, shots=args.shots, views=args.views, **overrides)
@@ -81,7 +87,7 @@ def cmd_benchmark(args) -> None:
 
 
 def cmd_sweep(args) -> None:
-    tuning = experiments.load_tuning(args.tuning)
+    tuning = _tuning_for(args)
     overrides = {k: getattr(args, k) for k in ("epochs", "lr", "batch_size") if getattr(args, k) is not None}
     configs = [experiments.config_for(tuning, m, d, s, model=args.model, pretrained=args.pretrained, **overrides)
                for m in args.methods for d in args.datasets for s in args.seeds]
@@ -96,6 +102,12 @@ def cmd_sweep(args) -> None:
     print(f"{len(records)} runs -> {out / (stem + '.md')}, {out / (stem + '.csv')}")
 
 
+def cmd_prepare(args) -> None:
+    print(f"data root: {args.root or paper_data.data_root()}")
+    for line in paper_data.prepare(args.datasets, args.root):
+        print(line)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m gcscoop_lib", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -103,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="zero-shot accuracy on base and new classes")
     _common(p)
-    p.add_argument("--dataset", required=True, choices=data.dataset_names())
+    p.add_argument("--dataset", required=True, choices=data.all_dataset_names())
     p.add_argument("--template", default=SINGLE_TEMPLATE)
     p.add_argument("--ensemble", action="store_true", help="average the embedded prompt ensemble")
     p.add_argument("--shots", type=int, default=16)
@@ -112,8 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train one method on one dataset and seed, and record it")
     _common(p)
-    p.add_argument("--method", required=True, choices=[m for m in methods.METHODS])
-    p.add_argument("--dataset", required=True, choices=data.dataset_names())
+    p.add_argument("--method", required=True, choices=list(methods.METHODS))
+    p.add_argument("--dataset", required=True, choices=data.all_dataset_names())
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--shots", type=int, default=16)
     p.add_argument("--views", type=int, default=1, help="augmented views cached per training image")
@@ -123,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     for flag in HPARAM_FLAGS:
         p.add_argument(f"--{flag.replace('_', '-')}", dest=flag, type=float)
     p.add_argument("--tuning", type=Path, default=Path("results/tuning.json"),
-                   help="recipe and hyper-parameters to start from (flags override)")
+                   help="recipe and hyper-parameters to start from (flags override; only for --model tiny)")
     p.add_argument("--force", action="store_true", help="re-run even if a record with this config exists")
     p.set_defaults(func=cmd_train)
 
@@ -144,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweep", help="methods x datasets x seeds, skipping finished runs, inline or via submitit")
     _common(p)
     p.add_argument("--methods", nargs="+", default=experiments.BENCHMARK_METHODS, choices=list(methods.METHODS))
-    p.add_argument("--datasets", nargs="+", default=data.dataset_names(), choices=data.dataset_names())
+    p.add_argument("--datasets", nargs="+", default=data.dataset_names(), choices=data.all_dataset_names())
     p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     p.add_argument("--epochs", type=int)
     p.add_argument("--lr", type=float)
@@ -156,6 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--partition", help="SLURM partition")
     p.add_argument("--records", default="sweep.jsonl", help="records file inside the results folder")
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("prepare", help="check the papers' datasets on disk and say what to fetch by hand")
+    p.add_argument("datasets", nargs="*", default=sorted(paper_data.REGISTRY), choices=sorted(paper_data.REGISTRY))
+    p.add_argument("--root", type=Path, default=None, help="data root (default: $GCSCOOP_DATA or ~/data)")
+    p.set_defaults(func=cmd_prepare)
     return parser
 
 

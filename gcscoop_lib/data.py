@@ -9,6 +9,7 @@ learning, as with real CLIP and real downstream datasets.
 """
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import json
@@ -52,6 +53,12 @@ class ImageSet:
 
     def subset(self, index) -> "ImageSet":
         return ImageSet(self.images[index], self.labels[index], self.classnames)
+
+    def __getitem__(self, items: slice) -> np.ndarray:
+        return self.images[items]
+
+    def fingerprint(self) -> str:
+        return fingerprint(self.images)
 
 
 @dataclass
@@ -266,18 +273,38 @@ def build_embedded(name: str) -> Dataset:
     return Dataset(name, list(spec["classnames"]), train, val, test, style=spec["style"])
 
 
-_DATASET_CACHE: dict[str, Dataset] = {}
+_DATASET_CACHE: dict[tuple, Dataset] = {}
 
 
-def load_dataset(name: str) -> Dataset:
-    """A downstream task by name (built once per process)."""
-    if name not in _DATASET_CACHE:
-        _DATASET_CACHE[name] = build_embedded(name)
-    return _DATASET_CACHE[name]
+def load_dataset(name: str, image_size: int = 224) -> Dataset:
+    """A task by name, built once per process: an embedded task, or one of the papers' datasets
+    read from disk at `image_size` (see paper_data; the embedded ones ignore it)."""
+    from . import paper_data
+
+    key = (name, None if name in EMBEDDED else image_size)
+    if key not in _DATASET_CACHE:
+        if name in EMBEDDED:
+            _DATASET_CACHE[key] = build_embedded(name)
+        elif name in paper_data.REGISTRY:
+            splits = paper_data.load(name, image_size)
+            _DATASET_CACHE[key] = Dataset(name, splits.classnames, splits.train, splits.val, splits.test,
+                                          template=paper_data.REGISTRY[name].template, style="real",
+                                          notes={"split": splits.source})
+        else:
+            raise ValueError(f"unknown dataset {name!r}: choose one of {all_dataset_names()}")
+    return _DATASET_CACHE[key]
 
 
 def dataset_names() -> list[str]:
+    """The embedded tasks (the book's default)."""
     return sorted(EMBEDDED)
+
+
+def all_dataset_names() -> list[str]:
+    """The embedded tasks and the papers' datasets."""
+    from . import paper_data
+
+    return dataset_names() + sorted(paper_data.REGISTRY)
 
 
 # ----------------------------------------------------------------------------- base/new and few-shot
@@ -289,14 +316,14 @@ def base_new_classes(n_classes: int) -> tuple[list[int], list[int]]:
     return list(range(m)), list(range(m, n_classes))
 
 
-def select_classes(images: ImageSet, classes: list[int]) -> ImageSet:
+def select_classes(images, classes: list[int]):
     """Keep the images of `classes` and relabel them 0..len(classes)-1, as CoOp does."""
     if not classes:
         raise ValueError("empty class list: pass at least one class index")
     remap = {c: i for i, c in enumerate(classes)}
-    keep = np.isin(images.labels, classes)
-    labels = np.array([remap[int(c)] for c in images.labels[keep]], dtype=np.int64)
-    return ImageSet(images.images[keep], labels, [images.classnames[c] for c in classes])
+    kept = images.subset(np.flatnonzero(np.isin(images.labels, classes)))
+    labels = np.array([remap[int(c)] for c in kept.labels], dtype=np.int64)
+    return dataclasses.replace(kept, labels=labels, classnames=[images.classnames[c] for c in classes])
 
 
 def few_shot_indices(labels: np.ndarray, shots: int, seed: int) -> list[int]:

@@ -12,7 +12,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -118,9 +117,10 @@ def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 
 @torch.no_grad()
-def encode_images(clip: Clip, images: np.ndarray, views: int = 1, seed: int = 0,
-                  batch_size: int = 512) -> torch.Tensor:
+def encode_images(clip: Clip, images, views: int = 1, seed: int = 0, batch_size: int = 512) -> torch.Tensor:
     """Normalised image features of uint8 N x H x W x 3 images (02_coop).
+
+    images is an array or anything that slices into one (an ImageSet, a FileImageSet).
 
     views=1 encodes each image once as it is; views=K>1 encodes K augmented views and
     returns K x N x D, so training can draw a different view each epoch without ever
@@ -149,11 +149,12 @@ def cache_dir() -> Path:
     return Path(os.environ.get("GCSCOOP_CACHE", Path.home() / ".cache" / "gcscoop_lib"))
 
 
-def cached_features(clip: Clip, key: str, images: np.ndarray, views: int = 1, seed: int = 0) -> torch.Tensor:
+def cached_features(clip: Clip, key: str, images, views: int = 1, seed: int = 0) -> torch.Tensor:
     """encode_images, computed once per (weights, images, views) and kept on disk and in memory."""
     from .data import fingerprint
 
-    full_key = f"{clip.fingerprint}_{key}_{fingerprint(images)}_v{views}_s{seed}"
+    digest = images.fingerprint() if hasattr(images, "fingerprint") else fingerprint(images)
+    full_key = f"{clip.fingerprint}_{key}_{digest}_v{views}_s{seed}"
     if full_key in _FEATURE_MEMO:
         return _FEATURE_MEMO[full_key]
     path = cache_dir() / f"{full_key}.pt"

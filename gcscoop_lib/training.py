@@ -44,8 +44,8 @@ class TrainConfig:
     def resolved(self) -> "TrainConfig":
         """A copy with the method's default hyper-parameters filled in and everything validated."""
         hp = methods.method_hparams(self.method, self.hparams)
-        if self.dataset not in data.dataset_names():
-            raise ValueError(f"unknown dataset {self.dataset!r}: choose one of {data.dataset_names()}")
+        if self.dataset not in data.all_dataset_names():
+            raise ValueError(f"unknown dataset {self.dataset!r}: choose one of {data.all_dataset_names()}")
         for name in ("shots", "epochs", "batch_size", "views"):
             if getattr(self, name) < (0 if name == "epochs" else 1):
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
@@ -75,16 +75,16 @@ class Task:
 def prepare_task(clip: Clip, dataset_name: str, shots: int, seed: int, views: int = 1,
                  split_dir=None) -> Task:
     """Split into base/new (CoOp's rule), draw the few-shot set and encode all images once."""
-    dataset = data.load_dataset(dataset_name)
+    dataset = data.load_dataset(dataset_name, clip.image_size)
     base, new = data.base_new_classes(len(dataset.classnames))
     train_pool = data.select_classes(dataset.train, base)
     train = train_pool.subset(data.few_shot_split(dataset, shots, seed, split_dir))
-    features = cached_features(clip, f"{dataset_name}-train-s{shots}-seed{seed}", train.images, views, seed)
+    features = cached_features(clip, f"{dataset_name}-train-s{shots}-seed{seed}", train, views, seed)
     features = features if views > 1 else features.unsqueeze(0)
 
-    def encode(split: data.ImageSet, classes: list[int], name: str):
+    def encode(split, classes: list[int], name: str):
         subset = data.select_classes(split, classes)
-        return cached_features(clip, f"{dataset_name}-{name}", subset.images), torch.from_numpy(subset.labels)
+        return cached_features(clip, f"{dataset_name}-{name}", subset), torch.from_numpy(subset.labels)
 
     val = {"base": encode(dataset.val, base, "val-base"), "new": encode(dataset.val, new, "val-new")}
     test = {"base": encode(dataset.test, base, "test-base"), "new": encode(dataset.test, new, "test-new")}

@@ -92,7 +92,7 @@ def test_runs_are_recorded_once_and_reloaded(tmp_path):
 # ----------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize("kwargs,message", [
     (dict(method="adam"), "unknown method 'adam'"),
-    (dict(dataset="imagenet"), "unknown dataset 'imagenet'"),
+    (dict(dataset="cifar10"), "unknown dataset 'cifar10'"),
     (dict(method="sam", hparams={"rho": -0.1}), "rho must be >= 0"),
     (dict(method="gcscoop", hparams={"beta_low": 0.9, "beta_up": 0.8}), "must not exceed beta_up"),
     (dict(method="coop", hparams={"rho": 0.1}), "coop has no hyper-parameter 'rho'"),
