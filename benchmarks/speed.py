@@ -9,6 +9,12 @@ view, no augmentation, so both must end with the same accuracy for the same seed
 
     python benchmarks/speed.py                      # tiny CLIP, every embedded task, CPU
     python benchmarks/speed.py --device cuda --steps 50
+    python benchmarks/speed.py --model ViT-B-16 --device cuda --classes 50 100 500 --text-chunk 100
+
+With --model, an open_clip architecture with *random* weights (the same compute as the
+pretrained ones, no download) is timed on synthetic images and class names, at each number
+of classes, with bf16 autocast on a GPU; it reports steps/s, peak GPU memory and the text
+encoder's achieved TFLOP/s (a count of its matrix multiplications, forward and backward).
 """
 from __future__ import annotations
 
@@ -23,7 +29,7 @@ import torch.nn.functional as F
 from gcscoop_lib import data, evaluation, experiments, methods, training
 from gcscoop_lib.methods import Batch
 from gcscoop_lib.models import load_clip, normalise_images
-from gcscoop_lib.prompts import PromptedClip, TextEncoder
+from gcscoop_lib.prompts import PromptedClip, PromptLearner, TextEncoder
 
 METHODS = ["coop", "prograd", "gcscoop"]
 
@@ -77,6 +83,73 @@ def steps_per_second(model, batch: Batch, hp: dict, update, steps: int, device) 
     return steps / (time.perf_counter() - start)
 
 
+def text_flops_per_step(clip, tokens: torch.Tensor, passes: int, truncate: bool = True) -> float:
+    """Matrix-multiply FLOPs of the text transformer for one step: forward and backward (x3),
+    `passes` times (2 for SAM-type steps), over the positions actually encoded."""
+    width = clip.model.transformer.width
+    layers = clip.model.transformer.layers
+    mlp = clip.model.transformer.resblocks[0].mlp.c_fc.out_features
+    length = int(tokens.argmax(-1).max()) + 1 if truncate else tokens.shape[1]
+    n = tokens.shape[0] * length
+    per_token = layers * 2 * (4 * width * width + 2 * width * mlp)        # q, k, v, out projections + MLP
+    attention = layers * 2 * 2 * length * width                             # scores and weighted sum
+    return 3.0 * passes * n * (per_token + attention)
+
+
+def synthetic(args) -> None:
+    """Random-weight open_clip model, synthetic classes and images: ours vs reference-style."""
+    clip = load_clip(args.model, None, device=args.device)
+    device = clip.device
+    rows = []
+    for k in args.classes:
+        names = [f"thing {i}" for i in range(k)]
+        generator = torch.Generator().manual_seed(0)
+        images = torch.rand(args.batch, 3, clip.image_size, clip.image_size, generator=generator).to(device)
+        images = normalise_images(clip, images)
+        labels = torch.randint(k, (args.batch,), generator=generator).to(device)
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            features = F.normalize(clip.model.encode_image(images).float(), dim=-1)
+        for method in METHODS:
+            hp = methods.method_hparams(method)
+            update = methods.METHODS[method][0]
+            cells = {}
+            for style in ("ours", "reference"):
+                learner = PromptLearner(clip, names).to(device)
+                if style == "ours":
+                    model, batch = PromptedClip(clip, learner, text_chunk=args.text_chunk), Batch(features, labels)
+                else:
+                    model, batch = ReferenceStyle(clip, learner), Batch(images, labels)
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats()
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                    rate = steps_per_second(model, batch, hp, update, args.steps, device)
+                memory = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
+                passes = 2 if method == "gcscoop" else 1
+                flops = text_flops_per_step(clip, learner.token_ids(), passes, truncate=style == "ours")
+                cells[style] = (rate, memory, flops * rate / 1e12)
+            rows.append({"classes": k, "method": method,
+                         **{f"{s}_{m}": v for s, c in cells.items() for m, v in zip(("steps_per_s", "peak_gib", "text_tflops"), c)}})
+            r = rows[-1]
+            print(f"{k:4d} classes {method:8s} ours {r['ours_steps_per_s']:7.2f} steps/s ({r['ours_peak_gib']:.1f} GiB, "
+                  f"{r['ours_text_tflops']:.1f} TFLOP/s)  reference {r['reference_steps_per_s']:7.2f} steps/s "
+                  f"({r['reference_peak_gib']:.1f} GiB)  x{r['ours_steps_per_s'] / r['reference_steps_per_s']:.1f}", flush=True)
+    device_name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    lines = [f"{args.model} (random weights), batch {args.batch}, {args.steps} timed steps, text chunk "
+             f"{args.text_chunk or 'off'}, {device_name}.", "",
+             "| classes | method | ours (steps/s) | reference (steps/s) | speed-up | ours peak GiB | reference peak GiB "
+             "| ours text TFLOP/s |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['classes']} | {methods.LABELS[r['method']]} | {r['ours_steps_per_s']:.2f} | "
+                     f"{r['reference_steps_per_s']:.2f} | {r['ours_steps_per_s'] / r['reference_steps_per_s']:.1f}x | "
+                     f"{r['ours_peak_gib']:.1f} | {r['reference_peak_gib']:.1f} | {r['ours_text_tflops']:.1f} |")
+    report = "\n".join(lines) + "\n"
+    print(report)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = f"speed_{args.model}_{device.type}"
+    (args.out / f"{stem}.md").write_text(report)
+    (args.out / f"{stem}.json").write_text(json.dumps({"device": device_name, "rows": rows}, indent=2) + "\n")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
@@ -84,7 +157,14 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, default=30, help="timed steps per method and style")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("results"))
+    parser.add_argument("--model", default="tiny", help="tiny (embedded tasks) or an open_clip name (synthetic)")
+    parser.add_argument("--classes", nargs="+", type=int, default=[50, 100, 500], help="with --model: class counts")
+    parser.add_argument("--batch", type=int, default=32, help="with --model: images per step")
+    parser.add_argument("--text-chunk", type=int, default=0, help="with --model: classes per text-encoder chunk")
     args = parser.parse_args(argv)
+    if args.model != "tiny":
+        synthetic(args)
+        return
 
     clip = load_clip("tiny", device=args.device)
     tuning = experiments.load_tuning(Path("results") / "tuning.json")

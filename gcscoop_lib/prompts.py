@@ -2,9 +2,12 @@
 embeddings (01_zero_shot, 02_coop)."""
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from .models import Clip
 
@@ -147,9 +150,14 @@ class PromptedClip(nn.Module):
     features of the hand-written prompt (computed once, used by ProGrad and KgCoOp).
     """
 
-    def __init__(self, clip: Clip, learner: PromptLearner, template: str = SINGLE_TEMPLATE):
+    def __init__(self, clip: Clip, learner: PromptLearner, template: str = SINGLE_TEMPLATE,
+                 text_chunk: int | None = None):
         super().__init__()
         self.clip, self.learner = clip, learner
+        # Memory, not results: encode the class prompts this many at a time, recomputing each
+        # chunk's activations in the backward pass, so memory stops growing with the number
+        # of classes (ImageNet's 500 base classes). 0 or None: all classes at once.
+        self.text_chunk = int(os.environ.get("GCSCOOP_TEXT_CHUNK", 0)) if text_chunk is None else text_chunk
         self.text_encoder = TextEncoder(clip)
         self.register_buffer("logit_scale", clip.logit_scale.float(), persistent=False)
         self.register_buffer("zs_text", zero_shot_weights(clip, learner.classnames, template), persistent=False)
@@ -160,8 +168,15 @@ class PromptedClip(nn.Module):
 
     def text_features(self) -> torch.Tensor:
         device_type = self.clip.device.type
+        embeddings, tokens = self.learner(), self.learner.token_ids()
         with torch.autocast(device_type, dtype=torch.bfloat16, enabled=device_type == "cuda"):
-            features = self.text_encoder(self.learner(), self.learner.token_ids())
+            if self.text_chunk and len(tokens) > self.text_chunk:
+                features = torch.cat([
+                    checkpoint(self.text_encoder, embeddings[i:i + self.text_chunk], tokens[i:i + self.text_chunk],
+                               use_reentrant=False)
+                    for i in range(0, len(tokens), self.text_chunk)])
+            else:
+                features = self.text_encoder(embeddings, tokens)
         return F.normalize(features.float(), dim=-1)
 
     def logits(self, image_features: torch.Tensor, text_features: torch.Tensor | None = None) -> torch.Tensor:
@@ -172,7 +187,7 @@ class PromptedClip(nn.Module):
         return self.logit_scale * image_features @ self.zs_text.T
 
     def for_classes(self, classnames: list[str], template: str = SINGLE_TEMPLATE) -> "PromptedClip":
-        return PromptedClip(self.clip, self.learner.for_classes(classnames), template)
+        return PromptedClip(self.clip, self.learner.for_classes(classnames), template, self.text_chunk)
 
 
 @torch.no_grad()

@@ -217,3 +217,19 @@ def test_sweep_skips_finished_runs_and_aggregates(tmp_path, executor):
 def test_unknown_executor():
     with pytest.raises(ValueError, match="unknown executor"):
         experiments.sweep([], "unused", executor="kubernetes")
+
+
+def test_chunked_text_encoding_gives_the_same_features_and_gradients(clip):
+    from gcscoop_lib.prompts import PromptedClip
+
+    names = data.SHAPE_CLASSES + data.TEXTURE_CLASSES
+    whole = PromptedClip(clip, PromptLearner(clip, names), text_chunk=0)
+    chunked = PromptedClip(clip, PromptLearner(clip, names), text_chunk=3)
+    features = torch.randn(8, clip.model.text_projection.shape[1])
+    labels = torch.arange(8)
+    grads = []
+    for model in (whole, chunked):
+        loss = torch.nn.functional.cross_entropy(model.logits(features), labels)
+        grads.append(torch.autograd.grad(loss, model.params)[0])
+    assert torch.allclose(whole.text_features(), chunked.text_features(), atol=1e-5)
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)
