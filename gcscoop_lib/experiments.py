@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from . import __version__, evaluation
+from . import __version__, data, evaluation, paper_data
 from .models import load_clip
 from .prompts import SINGLE_TEMPLATE
 from .training import TrainConfig, prepare_task, train
@@ -48,15 +48,36 @@ def append_record(path: Path, record: dict) -> None:
         os.close(fd)
 
 
-PROFILES = {"tiny": {"model": "tiny", "pretrained": None}}
+PROFILES = {"tiny": {"model": "tiny", "pretrained": None},
+            "paper": {"model": "ViT-B-16", "pretrained": "openai"}}
+# GCSCoOp's public recipe (ViT-B/16, M = 4 "a photo of a", 16 shots): the paper profile's default.
+PAPER_RECIPE = {"lr": 0.002, "epochs": 200, "batch_size": 128}
 
 
 def profile_settings(profile: str) -> dict:
-    """Model settings of a book profile; 'tiny' is the offline default."""
+    """Model settings of a book profile: 'tiny' (offline default) or 'paper' (ViT-B/16, needs a GPU)."""
     if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}: use 'tiny'; the 'paper' profile (ViT-B-16 on the "
-                         "11 benchmark datasets) needs the real-dataset registry, which this version lacks")
+        raise ValueError(f"unknown profile {profile!r}: choose one of {sorted(PROFILES)}")
     return dict(PROFILES[profile])
+
+
+def open_profile(profile: str, results="../results", paper_datasets=("oxford_pets",)) -> dict:
+    """What a chapter needs for a profile: model settings, datasets, recipe and where records go.
+
+    'tiny': the embedded tasks with the recipe tuned in results/tuning.json.
+    'paper': ViT-B/16 'openai' on the given papers' datasets (fetched as `prepare` says) with
+    GCSCoOp's recipe and each method's default knob; records go to results/paper/.
+    """
+    settings = profile_settings(profile)
+    results = Path(results)
+    if profile == "tiny":
+        return {"settings": settings, "datasets": data.dataset_names(), "results": results,
+                "tuning": load_tuning(results / "tuning.json")}
+    for name in paper_datasets:
+        if name not in paper_data.REGISTRY:
+            raise ValueError(f"unknown paper dataset {name!r}: choose from {sorted(paper_data.REGISTRY)}")
+    return {"settings": settings, "datasets": list(paper_datasets), "results": results / "paper",
+            "tuning": {"recipe": dict(PAPER_RECIPE), "hparams": {}}}
 
 
 def load_tuning(path) -> dict:

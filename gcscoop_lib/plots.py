@@ -10,19 +10,19 @@ COLOURS = {"zeroshot": "#777777", "coop": "#d62728", "prograd": "#1f77b4", "kgco
            "sam": "#ff7f0e", "gcscoop": "#2ca02c"}
 
 
-def show_examples(datasets: list, per_class: int = 1, split: str = "test"):
-    """One row per dataset, one image per class, titled with the class name (01_zero_shot)."""
-    cols = max(len(d.classnames) for d in datasets) * per_class
+def show_examples(datasets: list, per_class: int = 1, split: str = "test", max_classes: int = 10):
+    """One row per dataset, one image per class (the first max_classes), titled with the class name (01_zero_shot)."""
+    cols = min(max(len(d.classnames) for d in datasets), max_classes) * per_class
     fig, axes = plt.subplots(len(datasets), cols, figsize=(cols * 0.95, len(datasets) * 1.15))
     axes = np.atleast_2d(axes)
     for row, dataset in enumerate(datasets):
         images = getattr(dataset, split)
         for ax in axes[row]:
             ax.axis("off")
-        for c, name in enumerate(dataset.classnames):
+        for c, name in enumerate(dataset.classnames[:max_classes]):
             for k, i in enumerate(np.flatnonzero(images.labels == c)[:per_class]):
                 ax = axes[row, c * per_class + k]
-                ax.imshow(images.images[i])
+                ax.imshow(images[i:i + 1][0])
                 ax.set_title(name, fontsize=7)
         axes[row, 0].text(-0.3, 0.5, dataset.name, transform=axes[row, 0].transAxes, ha="right", va="center",
                           fontsize=9, fontweight="bold")

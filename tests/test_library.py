@@ -233,3 +233,15 @@ def test_chunked_text_encoding_gives_the_same_features_and_gradients(clip):
         grads.append(torch.autograd.grad(loss, model.params)[0])
     assert torch.allclose(whole.text_features(), chunked.text_features(), atol=1e-5)
     assert torch.allclose(grads[0], grads[1], atol=1e-6)
+
+
+def test_profiles(tmp_path):
+    tiny = experiments.open_profile("tiny", tmp_path)
+    assert tiny["settings"]["model"] == "tiny" and tiny["datasets"] == data.dataset_names()
+    paper = experiments.open_profile("paper", tmp_path, ["dtd", "eurosat"])
+    assert paper["settings"] == {"model": "ViT-B-16", "pretrained": "openai"}
+    assert paper["results"] == tmp_path / "paper" and paper["tuning"]["recipe"]["batch_size"] == 128
+    with pytest.raises(ValueError, match="unknown profile"):
+        experiments.open_profile("huge", tmp_path)
+    with pytest.raises(ValueError, match="unknown paper dataset"):
+        experiments.open_profile("paper", tmp_path, ["cifar10"])
