@@ -61,7 +61,7 @@ def cmd_train(args) -> None:
 
 def cmd_tune(args) -> None:
     runner = experiments.Runner(args.results, args.device, records_file="tuning_runs.jsonl")
-    tuning = experiments.tune(args.datasets, runner)
+    tuning = experiments.tune(args.datasets, runner, log=lambda line: print(line, flush=True))
     out = runner.dir / "tuning.json"
     out.write_text(json.dumps(tuning, indent=2) + "\n")
     print(f"recipe {tuning['recipe']}; hyper-parameters {tuning['hparams']} -> {out}")
