@@ -150,11 +150,11 @@ def cache_dir() -> Path:
 
 
 def cached_features(clip: Clip, key: str, images, views: int = 1, seed: int = 0) -> torch.Tensor:
-    """encode_images, computed once per (weights, images, views) and kept on disk and in memory."""
-    from .data import fingerprint
+    """encode_images, computed once per (weights, images, views) and kept on disk and in memory.
 
-    digest = images.fingerprint() if hasattr(images, "fingerprint") else fingerprint(images)
-    full_key = f"{clip.fingerprint}_{key}_{digest}_v{views}_s{seed}"
+    images is an ImageSet or FileImageSet: its fingerprint() keys the cache.
+    """
+    full_key = f"{clip.fingerprint}_{key}_{images.fingerprint()}_v{views}_s{seed}"
     if full_key in _FEATURE_MEMO:
         return _FEATURE_MEMO[full_key]
     path = cache_dir() / f"{full_key}.pt"
