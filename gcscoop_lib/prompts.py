@@ -43,29 +43,70 @@ def zero_shot_weights(clip: Clip, classnames: list[str], templates: list[str] | 
 class TextEncoder(nn.Module):
     """CLIP's text tower run from token embeddings instead of token ids (02_coop).
 
-    It keeps only the positions up to the last end-of-text token of the batch: under CLIP's
-    causal mask no earlier position attends to a later one, so the padding after it never
-    changes the features, and dropping it is exact, not an approximation. truncate=False
-    runs the full context, as the published code does (benchmarks/speed.py compares both).
+    Three shortcuts, each exact because CLIP's text transformer is causal (no position
+    attends to a later one):
+
+    - positions after the batch's last end-of-text token never reach the features: dropped;
+    - the first `shared` positions (the start token and, with the class name at the end, the
+      context) are the same in every class's prompt, so they are encoded once, not per class;
+    - only the end-of-text positions are read out, so the last block's feed-forward half runs
+      on those alone.
+
+    reference=True runs open_clip's own blocks over the full context instead, as the
+    published code does (benchmarks/speed.py compares the two). Models whose blocks are not
+    plain causal self-attention take that path too.
     """
 
-    def __init__(self, clip: Clip, truncate: bool = True):
+    def __init__(self, clip: Clip, reference: bool = False):
         super().__init__()
-        self.truncate = truncate
         model = clip.model
         self.transformer = model.transformer
         self.positional_embedding = model.positional_embedding
         self.ln_final = model.ln_final
         self.text_projection = model.text_projection
         self.register_buffer("attn_mask", model.attn_mask, persistent=False)
+        plain = all(isinstance(block.attn, nn.MultiheadAttention) for block in self.transformer.resblocks)
+        self.reference = reference or self.attn_mask is None or not plain
 
-    def forward(self, embeddings: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    def forward(self, embeddings: torch.Tensor, tokens: torch.Tensor, shared: int = 0) -> torch.Tensor:
         eot = tokens.argmax(dim=-1)
-        length = int(eot.max()) + 1 if self.truncate else tokens.shape[1]
+        if self.reference:
+            x = embeddings + self.positional_embedding.to(embeddings.dtype)
+            x = self.transformer(x, attn_mask=self.attn_mask)
+            return self.project(self.ln_final(x[torch.arange(len(x), device=x.device), eot]))
+        length = int(eot.max()) + 1
+        shared = min(shared, int(eot.min()))
         x = embeddings[:, :length] + self.positional_embedding[:length].to(embeddings.dtype)
-        mask = None if self.attn_mask is None else self.attn_mask[:length, :length]
-        x = self.ln_final(self.transformer(x, attn_mask=mask))
-        x = x[torch.arange(x.shape[0], device=x.device), eot]
+        return self.encode(x, eot, shared)
+
+    def encode(self, x: torch.Tensor, eot: torch.Tensor, shared: int) -> torch.Tensor:
+        """K x L x D prompt states -> K x E features, the shared prefix encoded once."""
+        k, length, width = x.shape
+        rows = torch.cat([x[0, :shared], x[:, shared:].reshape(-1, width)])   # prefix, then each class's rest
+        eot_rows = shared + torch.arange(k, device=x.device) * (length - shared) + eot - shared
+        blocks = self.transformer.resblocks
+        for i, block in enumerate(blocks):
+            out = self.attend(block.attn, block.ln_1(rows), k, shared)
+            if i < len(blocks) - 1:
+                out = torch.cat([out[0, :shared], out[:, shared:].reshape(-1, width)])
+            else:
+                out, rows = out[torch.arange(k, device=x.device), eot], rows[eot_rows]
+            rows = rows + block.ls_1(F.linear(out, block.attn.out_proj.weight, block.attn.out_proj.bias))
+            rows = rows + block.ls_2(block.mlp(block.ln_2(rows)))
+        return self.project(self.ln_final(rows))
+
+    @staticmethod
+    def attend(attn: nn.MultiheadAttention, rows: torch.Tensor, k: int, shared: int) -> torch.Tensor:
+        """Causal self-attention of K prompts stored as [shared prefix, rest of prompt 1, ...] -> K x L x D."""
+        qkv = F.linear(rows, attn.in_proj_weight, attn.in_proj_bias)
+        qkv = torch.cat([qkv[:shared].expand(k, -1, -1), qkv[shared:].view(k, -1, qkv.shape[-1])], dim=1)
+        q, key, value = qkv.view(k, qkv.shape[1], 3, attn.num_heads, -1).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, key, value, is_causal=True)
+        return out.transpose(1, 2).reshape(k, qkv.shape[1], -1)
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        if self.text_projection is None:
+            return x
         if isinstance(self.text_projection, nn.Linear):
             return self.text_projection(x)
         return x @ self.text_projection
@@ -102,6 +143,10 @@ class PromptLearner(nn.Module):
         self.n_ctx, self.position, self.class_specific, self.ctx_init = n_ctx, position, class_specific, ctx_init
         self.classnames = list(classnames)
         self.clip = clip
+        # Leading positions that are the same in every class's prompt: the start token, and
+        # the context before the class name when all classes share one (TextEncoder's `shared`).
+        before_name = 0 if class_specific else {"end": n_ctx, "middle": n_ctx // 2, "front": 0}[position]
+        self.shared = 1 + before_name
         names = [name.replace("_", " ") for name in classnames]
         placeholder = " ".join(["X"] * n_ctx)
         self.register_buffer("tokens", tokenize(clip, [f"{placeholder} {name}." for name in names]), persistent=False)
@@ -151,7 +196,7 @@ class PromptedClip(nn.Module):
     """
 
     def __init__(self, clip: Clip, learner: PromptLearner, template: str = SINGLE_TEMPLATE,
-                 text_chunk: int | None = None):
+                 text_chunk: int | None = None, compile: bool | None = None):
         super().__init__()
         self.clip, self.learner = clip, learner
         # Memory, not results: encode the class prompts this many at a time, recomputing each
@@ -159,6 +204,12 @@ class PromptedClip(nn.Module):
         # of classes (ImageNet's 500 base classes). 0 or None: all classes at once.
         self.text_chunk = int(os.environ.get("GCSCOOP_TEXT_CHUNK", 0)) if text_chunk is None else text_chunk
         self.text_encoder = TextEncoder(clip)
+        # Speed, not results: torch.compile fuses the text encoder's many small operations
+        # (benchmarks/speed.py measures the gain); the first call of each new shape compiles.
+        self.compile = os.environ.get("GCSCOOP_COMPILE", "0") == "1" if compile is None else compile
+        if self.compile:
+            torch._functorch.config.donated_buffer = False   # ProGrad differentiates one graph twice
+            self.text_encoder.encode = torch.compile(self.text_encoder.encode, dynamic=False)
         self.register_buffer("logit_scale", clip.logit_scale.float(), persistent=False)
         self.register_buffer("zs_text", zero_shot_weights(clip, learner.classnames, template), persistent=False)
 
@@ -173,10 +224,10 @@ class PromptedClip(nn.Module):
             if self.text_chunk and len(tokens) > self.text_chunk:
                 features = torch.cat([
                     checkpoint(self.text_encoder, embeddings[i:i + self.text_chunk], tokens[i:i + self.text_chunk],
-                               use_reentrant=False)
+                               self.learner.shared, use_reentrant=False)
                     for i in range(0, len(tokens), self.text_chunk)])
             else:
-                features = self.text_encoder(embeddings, tokens)
+                features = self.text_encoder(embeddings, tokens, self.learner.shared)
         return F.normalize(features.float(), dim=-1)
 
     def logits(self, image_features: torch.Tensor, text_features: torch.Tensor | None = None) -> torch.Tensor:
@@ -187,7 +238,7 @@ class PromptedClip(nn.Module):
         return self.logit_scale * image_features @ self.zs_text.T
 
     def for_classes(self, classnames: list[str], template: str = SINGLE_TEMPLATE) -> "PromptedClip":
-        return PromptedClip(self.clip, self.learner.for_classes(classnames), template, self.text_chunk)
+        return PromptedClip(self.clip, self.learner.for_classes(classnames), template, self.text_chunk, self.compile)
 
 
 @torch.no_grad()

@@ -20,8 +20,9 @@ NAMES = ["t-shirt", "ankle boot", "concentric circles", "one"]
                                              ("middle", "a photo {} of a.")])
 def test_text_encoder_equals_encode_text(clip, position, layout):
     learner = PromptLearner(clip, NAMES, ctx_init="a photo of a", position=position)
-    ours = TextEncoder(clip)(learner(), learner.token_ids())
+    ours = TextEncoder(clip)(learner(), learner.token_ids(), learner.shared)
     reference = clip.model.encode_text(clip.tokenizer([layout.format(n) for n in NAMES]))
+    assert learner.shared == {"end": 5, "middle": 3, "front": 1}[position]
     assert torch.allclose(ours, reference, atol=1e-4)
 
 
@@ -194,11 +195,17 @@ def test_hub_model_offline_names_the_tiny_alternative(monkeypatch):
         load_clip("RN50", "openai", device="cpu")
 
 
-def test_truncation_after_eot_is_exact(clip):
-    learner = PromptLearner(clip, NAMES, ctx_init="a photo of a")
-    full = TextEncoder(clip, truncate=False)(learner(), learner.token_ids())
-    cut = TextEncoder(clip)(learner(), learner.token_ids())
-    assert torch.allclose(full, cut, atol=1e-5)
+@pytest.mark.parametrize("class_specific", [False, True])
+def test_shortcuts_match_the_full_context_in_value_and_gradient(clip, class_specific):
+    learner = PromptLearner(clip, NAMES, ctx_init=None, class_specific=class_specific, seed=3)
+    features, grads = [], []
+    for encoder, shared in [(TextEncoder(clip, reference=True), 0), (TextEncoder(clip), learner.shared)]:
+        out = encoder(learner(), learner.token_ids(), shared)
+        features.append(out)
+        grads.append(torch.autograd.grad(out.square().sum(), learner.ctx)[0])
+    assert learner.shared == (1 if class_specific else 5)
+    assert torch.allclose(features[0], features[1], atol=1e-5)
+    assert torch.allclose(grads[0], grads[1], rtol=1e-4, atol=1e-5 * grads[0].abs().max())
 
 
 @pytest.mark.parametrize("executor", ["inline", "local"])
