@@ -83,7 +83,7 @@ class TextEncoder(nn.Module):
         """K x L x D prompt states -> K x E features, the shared prefix encoded once."""
         k, length, width = x.shape
         rows = torch.cat([x[0, :shared], x[:, shared:].reshape(-1, width)])   # prefix, then each class's rest
-        eot_rows = shared + torch.arange(k, device=x.device) * (length - shared) + eot - shared
+        eot_rows = torch.arange(k, device=x.device) * (length - shared) + eot   # where each EOT sits in rows
         blocks = self.transformer.resblocks
         for i, block in enumerate(blocks):
             out = self.attend(block.attn, block.ln_1(rows), k, shared)
