@@ -198,7 +198,7 @@ def main(argv=None) -> None:
     rows = []
     for dataset in args.datasets:
         for method in METHODS:
-            config = experiments.config_for(tuning, method, dataset, args.seed).resolved()
+            config = experiments.config_for(tuning, method, dataset, args.seed)
             task = training.prepare_task(clip, dataset, config.shots, args.seed)
             tasks = {"ours": task, "compiled": task, "reference": image_task(clip, task, dataset, config.shots, args.seed)}
             update = methods.METHODS[method][0]

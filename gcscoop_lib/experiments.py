@@ -55,10 +55,18 @@ PAPER_RECIPE = {"lr": 0.002, "epochs": 200, "batch_size": 128}
 
 
 def profile_settings(profile: str) -> dict:
-    """Model settings of a book profile: 'tiny' (offline default) or 'paper' (ViT-B/16, needs a GPU)."""
+    """Model settings of a book profile: 'tiny' (offline default) or 'paper' (ViT-B/16, needs a GPU).
+
+    GCSCOOP_PAPER_MODEL and GCSCOOP_PAPER_PRETRAINED put another CLIP under the paper
+    protocol (e.g. ViT-B-32 for a quicker Colab run; 'tiny' for an offline rehearsal).
+    """
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}: choose one of {sorted(PROFILES)}")
-    return dict(PROFILES[profile])
+    settings = dict(PROFILES[profile])
+    if profile == "paper":
+        settings["model"] = os.environ.get("GCSCOOP_PAPER_MODEL", settings["model"])
+        settings["pretrained"] = os.environ.get("GCSCOOP_PAPER_PRETRAINED", settings["pretrained"])
+    return settings
 
 
 def open_profile(profile: str, results="../results", paper_datasets=("oxford_pets",)) -> dict:
@@ -89,9 +97,10 @@ def load_tuning(path) -> dict:
 
 
 def config_for(tuning: dict, method: str, dataset: str, seed: int, **overrides) -> TrainConfig:
-    """The benchmark's config of one run: tuned recipe and hyper-parameters, plus overrides."""
+    """The benchmark's config of one run: tuned recipe and hyper-parameters, plus overrides,
+    resolved (the method's defaults fill in what tuning did not choose)."""
     fields = {**tuning.get("recipe", {}), "hparams": dict(tuning.get("hparams", {}).get(method, {})), **overrides}
-    return TrainConfig(method=method, dataset=dataset, seed=seed, **fields)
+    return TrainConfig(method=method, dataset=dataset, seed=seed, **fields).resolved()
 
 
 class Runner:

@@ -61,3 +61,33 @@ def test_repository_url_is_set_in_one_place():
     for path in CHAPTERS:
         found = set(re.findall(r'REPO_URL = \\"([^\\"]+)\\"', path.read_text()))
         assert found == {url}, path.name
+
+
+def test_readme_speed_table_is_the_benchmark_file():
+    speed = (ROOT / "results" / "speed_cpu.md").read_text()
+    rows = [line for line in speed.splitlines() if line.startswith("| ")]
+    assert rows and all(row in (ROOT / "README.md").read_text() for row in rows)
+
+
+@pytest.fixture(scope="module")
+def paper_rehearsal(tmp_path_factory):
+    """The Colab path rehearsed offline: an Oxford-Pets-layout fixture stands in for the data."""
+    from test_paper_data import split_file_fixture
+
+    root = tmp_path_factory.mktemp("paper")
+    split_file_fixture(root / "data", per_split=(16, 4, 6))
+    (root / "book").mkdir()
+    return root
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_chapter_runs_under_the_paper_profile(path, paper_rehearsal, monkeypatch):
+    """profile = "paper" end to end, with the tiny CLIP in place of ViT-B/16 (no download here)."""
+    import papermill
+
+    monkeypatch.setenv("GCSCOOP_DATA", str(paper_rehearsal / "data"))
+    monkeypatch.setenv("GCSCOOP_PAPER_MODEL", "tiny")
+    out = paper_rehearsal / "book" / path.name
+    papermill.execute_notebook(str(path), str(out), parameters={"profile": "paper"}, cwd=str(out.parent),
+                               kernel_name="python3", progress_bar=False)
+    assert "oxford_pets" in out.read_text()
