@@ -205,12 +205,13 @@ def main(argv=None) -> None:
             n = min(config.batch_size, task.train_features.shape[1])
             row = {"dataset": dataset, "method": method}
             for style in styles:
-                inputs = tasks[style].train_features[0][:n].to(device)
-                row[f"{style}_steps_per_s"] = steps_per_second(model_for(style, clip, config, task), Batch(inputs, task.train_labels[:n].to(device)),
+                batch = Batch(tasks[style].train_features[0][:n].to(device), task.train_labels[:n].to(device))
+                row[f"{style}_steps_per_s"] = steps_per_second(model_for(style, clip, config, task), batch,
                                                               config.hparams, update, args.steps, device)
                 # Same seed, full recipe, every style: the accuracy must not change. The learned
                 # context is evaluated by one eager model, on the cached test features.
-                trained = training.train(config, clip, tasks[style], model=model_for(style, clip, config, task)).model.learner.ctx
+                model = model_for(style, clip, config, task)
+                trained = training.train(config, clip, tasks[style], model=model).model.learner.ctx
                 evaluated = training.build_model(clip, config, task.base_names)
                 with torch.no_grad():
                     evaluated.learner.ctx.copy_(trained)

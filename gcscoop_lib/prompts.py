@@ -206,8 +206,8 @@ class PromptedClip(nn.Module):
         self.text_encoder = TextEncoder(clip)
         # Speed, not results: torch.compile fuses the text encoder's many small operations
         # (benchmarks/speed.py measures the gain); the first call of each new shape compiles.
-        self.compile = os.environ.get("GCSCOOP_COMPILE", "0") == "1" if compile is None else compile
-        if self.compile:
+        self.compiled = os.environ.get("GCSCOOP_COMPILE", "0") == "1" if compile is None else compile
+        if self.compiled:
             torch._functorch.config.donated_buffer = False   # ProGrad differentiates one graph twice
             self.text_encoder.encode = torch.compile(self.text_encoder.encode, dynamic=False)
         self.register_buffer("logit_scale", clip.logit_scale.float(), persistent=False)
@@ -238,7 +238,7 @@ class PromptedClip(nn.Module):
         return self.logit_scale * image_features @ self.zs_text.T
 
     def for_classes(self, classnames: list[str], template: str = SINGLE_TEMPLATE) -> "PromptedClip":
-        return PromptedClip(self.clip, self.learner.for_classes(classnames), template, self.text_chunk, self.compile)
+        return PromptedClip(self.clip, self.learner.for_classes(classnames), template, self.text_chunk, self.compiled)
 
 
 @torch.no_grad()
