@@ -2,7 +2,7 @@
 
 Ours: image features cached once, the text encoder's exact shortcuts (context cut after the
 last end-of-text token, the shared prompt prefix encoded once; gcscoop_lib.prompts.TextEncoder),
-run eagerly and, opt-in, under torch.compile (the first step of each shape compiles, ~25 s here).
+run eagerly and, opt-in, under torch.compile (the first step of each shape compiles; not timed).
 Reference-style: what the published CoOp / ProGrad / GCSCoOp code does: the frozen image
 encoder runs on every forward pass (ProGrad's teacher runs it once more), the text
 encoder runs over the full context, nothing is cached. Both go through the *same* update
