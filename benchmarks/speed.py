@@ -116,6 +116,15 @@ def machine(device: torch.device) -> str:
     return f"CPU, {threads} thread{'s' if threads > 1 else ''}"
 
 
+def write_report(lines: list[str], rows: list[dict], stem: Path, device: torch.device) -> None:
+    """Print the Markdown table and keep it beside the raw rows: stem.md and stem.json."""
+    report = "\n".join(lines) + "\n"
+    print(report)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    (stem.parent / f"{stem.name}.md").write_text(report)
+    (stem.parent / f"{stem.name}.json").write_text(json.dumps({"device": machine(device), "rows": rows}, indent=2) + "\n")
+
+
 def gib(value) -> str:
     return "n/a" if value is None else f"{value:.1f}"
 
@@ -166,12 +175,7 @@ def synthetic(args) -> None:
         lines.append(f"| {r['classes']} | {methods.LABELS[r['method']]} | {r['ours_steps_per_s']:.2f} | "
                      f"{r['reference_steps_per_s']:.2f} | {r['ours_steps_per_s'] / r['reference_steps_per_s']:.1f}x | "
                      f"{gib(r['ours_peak_gib'])} | {gib(r['reference_peak_gib'])} | {r['ours_text_tflops']:.2f} |")
-    report = "\n".join(lines) + "\n"
-    print(report)
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"speed_{args.model}_{device.type}"
-    (args.out / f"{stem}.md").write_text(report)
-    (args.out / f"{stem}.json").write_text(json.dumps({"device": machine(device), "rows": rows}, indent=2) + "\n")
+    write_report(lines, rows, args.out / f"speed_{args.model}_{device.type}", device)
 
 
 def main(argv=None) -> None:
@@ -233,11 +237,7 @@ def main(argv=None) -> None:
         lines.append(f"| {r['dataset']} | {methods.LABELS[r['method']]} | {r['ours_steps_per_s']:.0f} | "
                      f"{r['compiled_steps_per_s']:.0f} | {r['reference_steps_per_s']:.0f} | {r['ours_speedup']:.1f}x | "
                      f"{r['compiled_speedup']:.1f}x | {r['ours_H']:.1f} | {r['compiled_H']:.1f} | {r['reference_H']:.1f} |")
-    report = "\n".join(lines) + "\n"
-    print(report)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"speed_{device.type}.md").write_text(report)
-    (args.out / f"speed_{device.type}.json").write_text(json.dumps({"device": machine(device), "rows": rows}, indent=2) + "\n")
+    write_report(lines, rows, args.out / f"speed_{device.type}", device)
 
 
 if __name__ == "__main__":
