@@ -7,6 +7,7 @@ from collections import defaultdict
 import torch
 import torch.nn.functional as F
 
+from .methods import perturbed
 from .models import Clip
 from .prompts import SINGLE_TEMPLATE, PromptedClip, zero_shot_weights
 
@@ -129,17 +130,12 @@ def loss_along(model: PromptedClip, features: torch.Tensor, labels: torch.Tensor
     Returns directions x radii. Radii are relative to the context's norm, so slices of
     different solutions are comparable.
     """
-    ctx = model.learner.ctx
-    saved = ctx.detach().clone()
+    scale = model.learner.ctx.detach().norm()
     out = torch.empty(len(directions), len(radii))
-    try:
-        for i, d in enumerate(directions):
-            d = (d / d.norm()).view_as(ctx)
-            for j, r in enumerate(radii):
-                ctx.copy_(saved + r * saved.norm() * d)
+    for i, d in enumerate(directions):
+        for j, r in enumerate(radii):
+            with perturbed(model, r * scale * d / d.norm()):
                 out[i, j] = F.cross_entropy(model.logits(features), labels).item()
-    finally:
-        ctx.copy_(saved)
     return out
 
 
