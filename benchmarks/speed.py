@@ -21,6 +21,7 @@ encoder's achieved TFLOP/s (a count of its matrix multiplications, forward and b
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -54,14 +55,10 @@ class ReferenceStyle(PromptedClip):
         return super().zero_shot_logits(self.image_features(images))
 
 
-def image_task(clip, task: training.Task, dataset: str, shots: int, seed: int) -> training.Task:
+def image_task(clip, task: training.Task) -> training.Task:
     """The same task with the training set as normalised images instead of features."""
-    ds = data.load_dataset(dataset)
-    base, _ = data.base_new_classes(len(ds.classnames))
-    train = data.select_classes(ds.train, base).subset(data.few_shot_split(ds, shots, seed))
-    images = normalise_images(clip, data.images_to_tensor(train.images).to(clip.device)).cpu()
-    return training.Task(task.dataset, task.base_names, task.new_names, images.unsqueeze(0), task.train_labels,
-                         task.val, task.test)
+    images = normalise_images(clip, data.images_to_tensor(task.train_images.images).to(clip.device)).cpu()
+    return dataclasses.replace(task, train_features=images.unsqueeze(0))
 
 
 def model_for(style: str, clip, config, task: training.Task):
@@ -204,7 +201,7 @@ def main(argv=None) -> None:
         for method in METHODS:
             config = experiments.config_for(tuning, method, dataset, args.seed)
             task = training.prepare_task(clip, dataset, config.shots, args.seed)
-            tasks = {"ours": task, "compiled": task, "reference": image_task(clip, task, dataset, config.shots, args.seed)}
+            tasks = {"ours": task, "compiled": task, "reference": image_task(clip, task)}
             update = methods.METHODS[method][0]
             n = min(config.batch_size, task.train_features.shape[1])
             row = {"dataset": dataset, "method": method}

@@ -70,6 +70,7 @@ class Task:
     train_labels: torch.Tensor
     val: dict                      # "base"/"new" -> (features, labels)
     test: dict                     # "base"/"new" -> (features, labels)
+    train_images: object = None    # the few-shot images themselves, for code that needs pixels
 
 
 def prepare_task(clip: Clip, dataset_name: str, shots: int, seed: int, views: int = 1,
@@ -90,7 +91,7 @@ def prepare_task(clip: Clip, dataset_name: str, shots: int, seed: int, views: in
     test = {"base": encode(dataset.test, base, "test-base"), "new": encode(dataset.test, new, "test-new")}
     names = dataset.classnames
     return Task(dataset, [names[c] for c in base], [names[c] for c in new], features,
-                torch.from_numpy(train.labels), val, test)
+                torch.from_numpy(train.labels), val, test, train)
 
 
 def lr_at(epoch: int, epochs: int, base_lr: float, warmup_lr: float = 1e-5) -> float:
