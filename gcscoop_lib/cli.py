@@ -6,6 +6,8 @@
     python -m gcscoop_lib benchmark
     python -m gcscoop_lib sweep --methods coop gcscoop --executor local --jobs 2
     python -m gcscoop_lib prepare oxford_pets dtd       # the papers' datasets: what is there, what to fetch
+    python -m gcscoop_lib prepare --download dtd        # fetch it with torchvision's downloader
+    python -m gcscoop_lib prune                          # drop run records that the current code would not produce
 """
 from __future__ import annotations
 
@@ -15,12 +17,9 @@ import sys
 import time
 from pathlib import Path
 
-from . import data, evaluation, experiments, methods, paper_data
+from . import data, evaluation, experiments, methods, paper_data, reports
 from .prompts import ENSEMBLE_TEMPLATES, SINGLE_TEMPLATE
 from .training import TrainConfig
-
-HPARAM_FLAGS = ("lam", "T", "rho", "beta_low", "beta_up")
-
 
 def _common(parser):
     parser.add_argument("--model", default="tiny", help="'tiny' (offline) or an open_clip name, e.g. ViT-B-16")
@@ -44,19 +43,21 @@ def cmd_eval(args) -> None:
 
 
 def _tuning_for(args) -> dict:
-    """The tuned recipe belongs to the tiny CLIP; other models start from the methods' defaults."""
-    return experiments.load_tuning(args.tuning) if args.model == "tiny" else {}
+    """--tuning if given, else the recipe of the model (the tuned one in the results folder for 'tiny')."""
+    return experiments.load_tuning(args.tuning) if args.tuning else experiments.tuning_for(args.model, args.results)
 
 
 def cmd_train(args) -> None:
     tuning = _tuning_for(args)
+    knobs = {**tuning["hparams"].get(args.method, {}),
+             **{k: getattr(args, k) for k in methods.knob_names() if getattr(args, k) is not None}}
     overrides = {k: getattr(args, k) for k in ("epochs", "lr", "batch_size") if getattr(args, k) is not None}
-    config = experiments.config_for(tuning, args.method, args.dataset, args.seed, model=args.model,
-                                    pretrained=args.pretrained, shots=args.shots, views=args.views, **overrides)
-    config.hparams.update({k: getattr(args, k) for k in HPARAM_FLAGS if getattr(args, k) is not None})
+    config = experiments.config_for({**tuning, "hparams": {args.method: knobs}}, args.method, args.dataset, args.seed,
+                                    model=args.model, pretrained=args.pretrained, shots=args.shots, views=args.views,
+                                    **overrides)
     runner = experiments.Runner(args.results, args.device, progress=True)
     record = runner.run(config, force=args.force)
-    _print_scores(f"{methods.LABELS[args.method]} on {args.dataset}, seed {args.seed} [run {record['key']}]", record)
+    _print_scores(f"{methods.get(args.method).label} on {args.dataset}, seed {args.seed} [run {record['key']}]", record)
 
 
 def cmd_tune(args) -> None:
@@ -64,6 +65,7 @@ def cmd_tune(args) -> None:
     tuning = experiments.tune(args.datasets, runner, log=lambda line: print(line, flush=True))
     out = runner.dir / "tuning.json"
     out.write_text(json.dumps(tuning, indent=2) + "\n")
+    runner.prune()
     print(f"recipe {tuning['recipe']}; hyper-parameters {tuning['hparams']} -> {out}")
 
 
@@ -71,12 +73,10 @@ def cmd_benchmark(args) -> None:
     start = time.time()
     runner = experiments.Runner(args.results, args.device, progress=True)
     tuning = experiments.load_tuning(args.tuning or runner.dir / "tuning.json")
-    if not tuning.get("recipe"):
-        raise SystemExit(f"no tuning file at {args.tuning or runner.dir / 'tuning.json'}: "
-                         "run `python -m gcscoop_lib tune` first")
     table = experiments.benchmark(args.datasets, runner, tuning, args.seeds, args.methods, args.force)
-    order = [m for m in experiments.BENCHMARK_METHODS if m in args.methods]
-    report = evaluation.markdown_report(table, order, methods.LABELS, args.datasets)
+    order = [m for m in methods.METHODS if m in args.methods]
+    report = reports.markdown_report(table, order, args.datasets)
+    runner.prune()
     (runner.dir / "benchmark.md").write_text(report)
     (runner.dir / "benchmark.json").write_text(json.dumps(
         {"table": table, "tuning": {"recipe": tuning["recipe"], "hparams": tuning["hparams"]},
@@ -93,17 +93,31 @@ def cmd_sweep(args) -> None:
                for m in args.methods for d in args.datasets for s in args.seeds]
     records = experiments.sweep(configs, args.results, args.executor, args.jobs, args.device, args.records,
                                 {"slurm_partition": args.partition} if args.partition else None)
-    table = evaluation.summarise(records)
+    table = reports.summarise(records)
     out = experiments.results_dir(args.results)
     stem = Path(args.records).stem
-    (out / f"{stem}.md").write_text(evaluation.markdown_report(table, args.methods, methods.LABELS, args.datasets))
-    (out / f"{stem}.csv").write_text(experiments.csv_table(table, args.methods, args.datasets))
-    print(evaluation.markdown_table(table, args.methods, methods.LABELS))
+    (out / f"{stem}.md").write_text(reports.markdown_report(table, args.methods, args.datasets))
+    (out / f"{stem}.csv").write_text(reports.csv_table(table, args.methods, args.datasets))
+    print(reports.markdown_table(table, args.methods))
     print(f"{len(records)} runs -> {out / (stem + '.md')}, {out / (stem + '.csv')}")
 
 
+def cmd_prune(args) -> None:
+    for path in sorted(experiments.results_dir(args.results).glob("*.jsonl")):
+        dropped = experiments.Runner(args.results, args.device, path.name).prune()
+        print(f"{path}: {dropped} record{'s' * (dropped != 1)} no longer current, dropped")
+
+
 def cmd_prepare(args) -> None:
+    unknown = [d for d in args.datasets if d not in paper_data.REGISTRY]
+    if unknown:
+        raise ValueError(f"unknown paper dataset {unknown[0]!r}: choose from {sorted(paper_data.REGISTRY)}")
+    args.datasets = args.datasets or sorted(paper_data.REGISTRY)
     print(f"data root: {args.root or paper_data.data_root()}")
+    if args.download:
+        for name in args.datasets:
+            for line in paper_data.download(name, args.root, large=args.large):
+                print(line)
     for line in paper_data.prepare(args.datasets, args.root):
         print(line)
 
@@ -132,10 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--batch-size", type=int)
-    for flag in HPARAM_FLAGS:
-        p.add_argument(f"--{flag.replace('_', '-')}", dest=flag, type=float)
-    p.add_argument("--tuning", type=Path, default=Path("results/tuning.json"),
-                   help="recipe and hyper-parameters to start from (flags override; only for --model tiny)")
+    for knob in methods.knob_names():
+        p.add_argument(f"--{knob.replace('_', '-')}", dest=knob, type=float, help="the method's knob")
+    p.add_argument("--tuning", type=Path, default=None,
+                   help="recipe and knobs to start from (default: RESULTS/tuning.json for tiny, GCSCoOp's "
+                        "recipe for other models; flags override)")
     p.add_argument("--force", action="store_true", help="re-run even if a record with this config exists")
     p.set_defaults(func=cmd_train)
 
@@ -147,21 +162,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("benchmark", help="every dataset x method x seed; writes results/benchmark.md")
     _common(p)
     p.add_argument("--datasets", nargs="+", default=data.dataset_names(), choices=data.dataset_names())
-    p.add_argument("--methods", nargs="+", default=experiments.BENCHMARK_METHODS,
-                   choices=experiments.BENCHMARK_METHODS)
+    p.add_argument("--methods", nargs="+", default=list(methods.METHODS), choices=list(methods.METHODS))
     p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     p.add_argument("--tuning", type=Path, default=None)
     p.add_argument("--force", action="store_true")
     p.set_defaults(func=cmd_benchmark)
     p = sub.add_parser("sweep", help="methods x datasets x seeds, skipping finished runs, inline or via submitit")
     _common(p)
-    p.add_argument("--methods", nargs="+", default=experiments.BENCHMARK_METHODS, choices=list(methods.METHODS))
+    p.add_argument("--methods", nargs="+", default=list(methods.METHODS), choices=list(methods.METHODS))
     p.add_argument("--datasets", nargs="+", default=data.dataset_names(), choices=data.all_dataset_names())
     p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     p.add_argument("--epochs", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--batch-size", type=int)
-    p.add_argument("--tuning", type=Path, default=Path("results/tuning.json"))
+    p.add_argument("--tuning", type=Path, default=None)
     p.add_argument("--executor", default="inline", choices=experiments.EXECUTORS,
                    help="inline (this process), local (submitit processes) or slurm (submitit)")
     p.add_argument("--jobs", type=int, default=1, help="jobs to split the runs into (local, slurm)")
@@ -170,9 +184,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("prepare", help="check the papers' datasets on disk and say what to fetch by hand")
-    p.add_argument("datasets", nargs="*", default=sorted(paper_data.REGISTRY), choices=sorted(paper_data.REGISTRY))
+    p.add_argument("datasets", nargs="*", help=f"any of {', '.join(sorted(paper_data.REGISTRY))} (default: all)")
     p.add_argument("--root", type=Path, default=None, help="data root (default: $GCSCOOP_DATA or ~/data)")
+    p.add_argument("--download", action="store_true", help="fetch the named datasets with torchvision's downloaders")
+    p.add_argument("--large", action="store_true", help="with --download: allow SUN397 (37 GB)")
     p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("prune", help="drop records the current code and weights would not produce")
+    _common(p)
+    p.set_defaults(func=cmd_prune)
     return parser
 
 

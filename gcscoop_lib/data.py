@@ -1,4 +1,4 @@
-"""Datasets, the base/new split, few-shot sampling and cached image features.
+"""Datasets, the base/new split and few-shot sampling.
 
 The embedded world (intro, 07_appendix_tiny_clip) lives here: four small downstream tasks that
 run offline on a CPU. Two hold real images (Fashion-MNIST, scikit-learn's handwritten
@@ -14,12 +14,13 @@ import gzip
 import hashlib
 import json
 import math
-import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from . import settings
 
 IMAGE_SIZE = 32
 
@@ -35,10 +36,6 @@ TEXTURE_CLASSES = ["horizontal stripes", "vertical stripes", "diagonal stripes",
 COLOURS = {"red": (1.0, 0.15, 0.1), "green": (0.1, 0.85, 0.2), "blue": (0.15, 0.3, 1.0),
            "yellow": (1.0, 0.9, 0.1), "purple": (0.65, 0.2, 0.9), "orange": (1.0, 0.55, 0.05),
            "white": (1.0, 1.0, 1.0), "pink": (1.0, 0.5, 0.75)}
-
-# Styles of the pretraining web; each downstream task is shown in one of them.
-STYLES = ["clean", "noisy", "blurry", "dark", "inverted"]
-
 
 @dataclass
 class ImageSet:
@@ -72,14 +69,9 @@ class Dataset:
     test: ImageSet
     template: str = "a photo of a {}."
     style: str = "clean"
-    notes: dict = field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------- sources
-def fashion_dir() -> Path:
-    return Path(os.environ.get("GCSCOOP_FASHION_DIR", "/usr/share/datasets/fashion-mnist"))
-
-
 def _read_idx(path: Path) -> np.ndarray:
     with gzip.open(path, "rb") as f:
         data = f.read()
@@ -90,12 +82,13 @@ def _read_idx(path: Path) -> np.ndarray:
 
 def load_fashion(split: str) -> tuple[np.ndarray, np.ndarray]:
     """Fashion-MNIST as (N x 28 x 28 uint8 images, labels); split is 'train' or 't10k'."""
-    root = fashion_dir()
+    config = settings.current()
+    root = config.fashion_dir
     images, labels = root / f"{split}-images-idx3-ubyte.gz", root / f"{split}-labels-idx1-ubyte.gz"
-    if (not images.exists() or not labels.exists()) and os.environ.get("GCSCOOP_ALLOW_DOWNLOAD") == "1":
+    if (not images.exists() or not labels.exists()) and config.allow_download:
         import torchvision  # Colab and other online machines: the same four files from the web
 
-        root = Path(os.environ.get("GCSCOOP_CACHE", Path.home() / ".cache" / "gcscoop_lib")) / "fashion-mnist"
+        root = config.cache / "fashion-mnist"
         torchvision.datasets.FashionMNIST(root, train=split == "train", download=True)
         root = root / "FashionMNIST" / "raw"
         images, labels = root / f"{split}-images-idx3-ubyte.gz", root / f"{split}-labels-idx1-ubyte.gz"
@@ -200,7 +193,7 @@ def to_canvas(grey28: np.ndarray) -> np.ndarray:
 
 
 def apply_style(images: np.ndarray, styles, rng: np.random.Generator) -> np.ndarray:
-    """Apply one of STYLES per image to float RGB images in [0, 1]; returns uint8."""
+    """Apply a style ('clean', 'noisy', 'blurry', 'dark' or 'inverted') per image to float RGB images in [0, 1]; returns uint8."""
     out = images.copy()
     styles = np.asarray(styles)
     noisy = styles == "noisy"
@@ -288,11 +281,15 @@ def load_dataset(name: str, image_size: int = 224) -> Dataset:
         elif name in paper_data.REGISTRY:
             splits = paper_data.load(name, image_size)
             _DATASET_CACHE[key] = Dataset(name, splits.classnames, splits.train, splits.val, splits.test,
-                                          template=paper_data.REGISTRY[name].template, style="real",
-                                          notes={"split": splits.source})
+                                          template=paper_data.REGISTRY[name].template, style="real")
         else:
             raise ValueError(f"unknown dataset {name!r}: choose one of {all_dataset_names()}")
     return _DATASET_CACHE[key]
+
+
+def clear_dataset_cache() -> None:
+    """Forget the datasets built so far (after their files on disk changed)."""
+    _DATASET_CACHE.clear()
 
 
 def dataset_names() -> list[str]:
@@ -339,22 +336,36 @@ def few_shot_indices(labels: np.ndarray, shots: int, seed: int) -> list[int]:
 
 
 def few_shot_split(dataset: Dataset, shots: int, seed: int, split_dir: Path | None = None) -> list[int]:
-    """Few-shot base-class train indices, stored as JSON so a run can be re-traced."""
+    """Few-shot base-class train indices, stored as JSON so a run can be re-traced.
+
+    A stored split is used only if it was drawn from the same pool of training images.
+    """
     base, _ = base_new_classes(len(dataset.classnames))
     pool = select_classes(dataset.train, base)
+    drawn_from = fingerprint(pool.labels) + "-" + pool.fingerprint()
     path = None
     if split_dir is not None:
         path = Path(split_dir) / f"{dataset.name}_shot{shots}_seed{seed}.json"
         if path.exists():
-            return json.loads(path.read_text())["indices"]
+            stored = json.loads(path.read_text())
+            if stored.get("pool") != drawn_from:
+                raise ValueError(f"{path} was drawn from another version of {dataset.name}'s training images: "
+                                 "delete it to draw the split again")
+            return stored["indices"]
     indices = few_shot_indices(pool.labels, shots, seed)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"dataset": dataset.name, "shots": shots, "seed": seed,
+        tmp.write_text(json.dumps({"dataset": dataset.name, "shots": shots, "seed": seed, "pool": drawn_from,
                                    "classes": pool.classnames, "indices": indices}))
         tmp.replace(path)
     return indices
+
+
+def few_shot_images(dataset: Dataset, shots: int, seed: int, split_dir: Path | None = None):
+    """The few-shot training images of the base classes, labelled 0..m-1 (02_coop)."""
+    base, _ = base_new_classes(len(dataset.classnames))
+    return select_classes(dataset.train, base).subset(few_shot_split(dataset, shots, seed, split_dir))
 
 
 def images_to_tensor(images: np.ndarray) -> torch.Tensor:

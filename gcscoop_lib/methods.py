@@ -1,5 +1,6 @@
-"""The methods. Each update is one short function that takes the model and a batch and
-returns the gradient the optimiser should follow; its chapter shows it verbatim (book/02_coop to 05_gcscoop).
+"""The methods. Each update is one short function that takes the model, a batch and the
+method's hyper-parameters and returns the gradient the optimiser should follow; its chapter
+shows it verbatim (book/02_coop to 05_gcscoop). `METHODS` holds one entry per method.
 
 The only trainable tensor is the prompt context, so gradients are handled as one flat
 fp32 vector: dot products, norms and projections are then plain vector algebra.
@@ -7,7 +8,8 @@ fp32 vector: dot products, norms and projections are then plain vector algebra.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -27,8 +29,10 @@ class Step:
 
 
 # ----------------------------------------------------------------------------- helpers
-def flat_grad(loss: torch.Tensor, params: list[torch.Tensor], retain_graph: bool = False) -> torch.Tensor:
-    grads = torch.autograd.grad(loss, params, retain_graph=retain_graph)
+def flat_grad(loss: torch.Tensor, params: list[torch.Tensor], retain_graph: bool = False,
+              grad_outputs: torch.Tensor | None = None) -> torch.Tensor:
+    """The gradient of `loss` (or the vector-Jacobian product with grad_outputs) as one flat fp32 vector."""
+    grads = torch.autograd.grad(loss, params, grad_outputs=grad_outputs, retain_graph=retain_graph)
     return torch.cat([g.reshape(-1) for g in grads]).float()
 
 
@@ -68,13 +72,30 @@ def sam_epsilon(grad: torch.Tensor, rho: float) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- CoOp (02_coop)
-def coop_update(model, batch: Batch, hp: dict) -> Step:
+@dataclass(frozen=True)
+class NoKnobs:
+    """Zero-shot CLIP and CoOp have no hyper-parameter of their own."""
+
+
+def coop_update(model, batch: Batch, hp: NoKnobs) -> Step:
     """CoOp: plain empirical risk minimisation of the cross-entropy."""
     loss, grad = loss_and_grad(model, batch)
     return Step(loss, grad)
 
 
 # ----------------------------------------------------------------------------- ProGrad (03_prograd)
+@dataclass(frozen=True)
+class ProGradKnobs:
+    lam: float = 1.0    # how much of the conflicting component to remove (1: all of it)
+    T: float = 1.0      # distillation temperature
+
+    def __post_init__(self):
+        if not self.T > 0:
+            raise ValueError(f"the temperature T must be > 0, got {self.T}")
+        if self.lam < 0:
+            raise ValueError(f"lam must be >= 0, got {self.lam}")
+
+
 def prograd_direction(g_domain: torch.Tensor, g_general: torch.Tensor, lam: float) -> tuple[torch.Tensor, bool]:
     """Remove (lam times) the part of the domain gradient that conflicts with the general one."""
     dot = g_domain @ g_general
@@ -83,40 +104,79 @@ def prograd_direction(g_domain: torch.Tensor, g_general: torch.Tensor, lam: floa
     return g_domain - lam * dot / (g_general @ g_general) * g_general, True
 
 
-def prograd_update(model, batch: Batch, hp: dict) -> Step:
-    """ProGrad: follow the CE gradient only where it agrees with the zero-shot prediction."""
+def prograd_gradients(model, batch: Batch, T: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The cross-entropy, its gradient G_d, and the gradient G_g of T^2 KL(zero-shot || prompt)."""
     logits = model.logits(batch.features)
     ce = F.cross_entropy(logits, batch.labels)
-    teacher = (model.zero_shot_logits(batch.features) / hp["T"]).softmax(dim=-1)
-    kl = F.cross_entropy(logits / hp["T"], teacher) * hp["T"] ** 2  # soft-target CE: KL up to a constant
     g_domain = flat_grad(ce, model.params, retain_graph=True)
-    g_general = flat_grad(kl, model.params)
-    grad, conflict = prograd_direction(g_domain, g_general, hp["lam"])
+    # The KL's gradient w.r.t. the logits is T (p - p_zs) / B: exactly zero while the prompt
+    # predicts what zero-shot CLIP predicts, as at the hand-written prompt.
+    prompt = (logits.detach() / T).softmax(dim=-1)
+    zero_shot = (model.zero_shot_logits(batch.features) / T).softmax(dim=-1)
+    g_general = flat_grad(logits, model.params, grad_outputs=T * (prompt - zero_shot) / len(logits))
+    return ce, g_domain, g_general
+
+
+def prograd_update(model, batch: Batch, hp: ProGradKnobs) -> Step:
+    """ProGrad: follow the CE gradient only where it agrees with the zero-shot prediction."""
+    ce, g_domain, g_general = prograd_gradients(model, batch, hp.T)
+    grad, conflict = prograd_direction(g_domain, g_general, hp.lam)
     cos = F.cosine_similarity(g_domain, g_general, dim=0).item()
     return Step(ce, grad, {"conflict": conflict, "cos": cos})
 
 
 # ----------------------------------------------------------------------------- KgCoOp (03_prograd)
-def kgcoop_update(model, batch: Batch, hp: dict) -> Step:
+@dataclass(frozen=True)
+class KgCoOpKnobs:
+    lam: float = 8.0    # weight of the distance to the hand-written prompt's class features
+
+    def __post_init__(self):
+        if self.lam < 0:
+            raise ValueError(f"lam must be >= 0, got {self.lam}")
+
+
+def kgcoop_update(model, batch: Batch, hp: KgCoOpKnobs) -> Step:
     """KgCoOp: CE plus lam * (1 - cosine) between learned and hand-written class text features."""
     text = model.text_features()
     ce = F.cross_entropy(model.logits(batch.features, text), batch.labels)
     knowledge = 1 - F.cosine_similarity(text, model.zs_text, dim=-1).mean()
-    grad = flat_grad(ce + hp["lam"] * knowledge, model.params)
+    grad = flat_grad(ce + hp.lam * knowledge, model.params)
     return Step(ce, grad, {"knowledge": knowledge.item()})
 
 
 # ----------------------------------------------------------------------------- SAM (04_sam)
-def sam_update(model, batch: Batch, hp: dict) -> Step:
+@dataclass(frozen=True)
+class SamKnobs:
+    rho: float = 0.05   # radius of the worst-case neighbourhood
+
+    def __post_init__(self):
+        if self.rho < 0:
+            raise ValueError(f"rho must be >= 0, got {self.rho}")
+
+
+def sam_update(model, batch: Batch, hp: SamKnobs) -> Step:
     """SAM-CoOp: the gradient at the worst nearby context, applied at the current one."""
     loss, g_erm = loss_and_grad(model, batch)
-    with perturbed(model, sam_epsilon(g_erm, hp["rho"])):
+    with perturbed(model, sam_epsilon(g_erm, hp.rho)):
         _, g_sam = loss_and_grad(model, batch)
     return Step(loss, g_sam)
 
 
 # ----------------------------------------------------------------------------- GCSCoOp (05_gcscoop)
 REGIMES = ("sam", "projected", "erm")
+
+
+@dataclass(frozen=True)
+class GcsCoOpKnobs:
+    rho: float = 0.1
+    beta_low: float = 0.5   # at or below this cosine: plain ERM gradient
+    beta_up: float = 0.8    # at or above this cosine: plain SAM gradient
+
+    def __post_init__(self):
+        if self.rho < 0:
+            raise ValueError(f"rho must be >= 0, got {self.rho}")
+        if self.beta_low > self.beta_up:
+            raise ValueError(f"beta_low ({self.beta_low}) must not exceed beta_up ({self.beta_up})")
 
 
 def constrain_sam_gradient(g_sam: torch.Tensor, g_erm: torch.Tensor, beta_low: float,
@@ -131,43 +191,53 @@ def constrain_sam_gradient(g_sam: torch.Tensor, g_erm: torch.Tensor, beta_low: f
     return (g_sam @ direction) * direction, "projected", cos
 
 
-def gcscoop_update(model, batch: Batch, hp: dict) -> Step:
+def gcscoop_update(model, batch: Batch, hp: GcsCoOpKnobs) -> Step:
     """GCSCoOp: the SAM gradient, constrained by its agreement with the ERM gradient."""
     loss, g_erm = loss_and_grad(model, batch)
-    with perturbed(model, sam_epsilon(g_erm, hp["rho"])):
+    with perturbed(model, sam_epsilon(g_erm, hp.rho)):
         _, g_sam = loss_and_grad(model, batch)
-    grad, regime, cos = constrain_sam_gradient(g_sam, g_erm, hp["beta_low"], hp["beta_up"])
+    grad, regime, cos = constrain_sam_gradient(g_sam, g_erm, hp.beta_low, hp.beta_up)
     return Step(loss, grad, {"regime": regime, "cos": cos})
 
 
 # ----------------------------------------------------------------------------- registry
-# name -> (update function, default hyper-parameters). Zero-shot has no update: it is
-# evaluated, never trained.
-METHODS = {
-    "zeroshot": (None, {}),
-    "coop": (coop_update, {}),
-    "prograd": (prograd_update, {"lam": 1.0, "T": 1.0}),
-    "kgcoop": (kgcoop_update, {"lam": 8.0}),
-    "sam": (sam_update, {"rho": 0.05}),
-    "gcscoop": (gcscoop_update, {"rho": 0.1, "beta_low": 0.5, "beta_up": 0.8}),
-}
-LABELS = {"zeroshot": "Zero-shot CLIP", "coop": "CoOp", "prograd": "ProGrad", "kgcoop": "KgCoOp",
-          "sam": "SAM-CoOp", "gcscoop": "GCSCoOp"}
+@dataclass(frozen=True)
+class Method:
+    """Everything the library knows about a method: adding one is an update function and an entry."""
+
+    name: str
+    label: str
+    colour: str                     # the same colour in every figure of the book
+    update: Callable | None         # None: evaluated, never trained (zero-shot)
+    knobs: type                     # frozen dataclass: typed defaults and their checks
+    grid: dict = field(default_factory=dict)   # the knob's validation grid (06_benchmark)
+
+    def hparams(self, overrides: dict | None = None):
+        """The method's knobs with overrides applied and checked (bad values raise one clear error)."""
+        names = [f.name for f in fields(self.knobs)]
+        for key in overrides or {}:
+            if key not in names:
+                raise ValueError(f"{self.name} has no hyper-parameter {key!r}: it takes {names or 'none'}")
+        return self.knobs(**{k: float(v) for k, v in (overrides or {}).items()})
 
 
-def method_hparams(method: str, overrides: dict | None = None) -> dict:
-    """Defaults of a method merged with overrides, validated (bad values raise one clear error)."""
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}: choose one of {sorted(METHODS)}")
-    hp = dict(METHODS[method][1])
-    for key, value in (overrides or {}).items():
-        if key not in hp:
-            raise ValueError(f"{method} has no hyper-parameter {key!r}: it takes {sorted(hp) or 'none'}")
-        hp[key] = float(value)
-    if hp.get("rho", 0) < 0:
-        raise ValueError(f"rho must be >= 0, got {hp['rho']}")
-    if hp.get("beta_low", 0) > hp.get("beta_up", 1):
-        raise ValueError(f"beta_low ({hp['beta_low']}) must not exceed beta_up ({hp['beta_up']})")
-    if hp.get("T", 1) <= 0:
-        raise ValueError(f"the temperature T must be > 0, got {hp['T']}")
-    return hp
+METHODS = {m.name: m for m in [
+    Method("zeroshot", "Zero-shot CLIP", "#7f7f7f", None, NoKnobs),
+    Method("coop", "CoOp", "#d62728", coop_update, NoKnobs),
+    Method("prograd", "ProGrad", "#1f77b4", prograd_update, ProGradKnobs, {"lam": (0.25, 0.5, 1.0, 2.0)}),
+    Method("kgcoop", "KgCoOp", "#17becf", kgcoop_update, KgCoOpKnobs, {"lam": (2.0, 4.0, 8.0, 16.0)}),
+    Method("sam", "SAM-CoOp", "#ff7f0e", sam_update, SamKnobs, {"rho": (0.02, 0.05, 0.2, 0.5)}),
+    Method("gcscoop", "GCSCoOp", "#2ca02c", gcscoop_update, GcsCoOpKnobs, {"rho": (0.05, 0.1, 0.2, 0.5)}),
+]}
+
+
+def get(name: str) -> Method:
+    """A method by name, or one clear error."""
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}: choose one of {sorted(METHODS)}")
+    return METHODS[name]
+
+
+def knob_names() -> list[str]:
+    """Every hyper-parameter of every method (the command line's flags)."""
+    return sorted({f.name for m in METHODS.values() for f in fields(m.knobs)})

@@ -15,8 +15,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-TINY_DIR = Path(__file__).parent / "weights" / "tiny"
-
+from . import settings
 
 @dataclass
 class Clip:
@@ -43,10 +42,6 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(device)
 
 
-def tiny_dir() -> Path:
-    return Path(os.environ.get("GCSCOOP_TINY_DIR", TINY_DIR))
-
-
 def verify_checksum(folder: Path) -> str:
     """Check the tiny weights against the sha256 recorded beside them; return it."""
     weights, record = folder / "open_clip_model.safetensors", folder / "checksums.json"
@@ -68,7 +63,7 @@ def load_clip(name: str = "tiny", pretrained: str | None = None, device: str | t
 
     device = resolve_device(device)
     if name == "tiny":
-        folder = tiny_dir()
+        folder = settings.current().tiny_dir
         digest = verify_checksum(folder)
         model, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{folder}")
         tokenizer = open_clip.get_tokenizer(f"local-dir:{folder}")
@@ -145,10 +140,6 @@ def encode_images(clip: Clip, images, views: int = 1, seed: int = 0, batch_size:
 _FEATURE_MEMO: dict[str, torch.Tensor] = {}
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("GCSCOOP_CACHE", Path.home() / ".cache" / "gcscoop_lib"))
-
-
 def cached_features(clip: Clip, key: str, images, views: int = 1, seed: int = 0) -> torch.Tensor:
     """encode_images, computed once per (weights, images, views) and kept on disk and in memory.
 
@@ -157,7 +148,7 @@ def cached_features(clip: Clip, key: str, images, views: int = 1, seed: int = 0)
     full_key = f"{clip.fingerprint}_{key}_{images.fingerprint()}_v{views}_s{seed}"
     if full_key in _FEATURE_MEMO:
         return _FEATURE_MEMO[full_key]
-    path = cache_dir() / f"{full_key}.pt"
+    path = settings.current().cache / f"{full_key}.pt"
     if path.exists():
         features = torch.load(path)
     else:

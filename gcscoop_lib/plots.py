@@ -4,10 +4,8 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .methods import LABELS, REGIMES
-
-COLOURS = {"zeroshot": "#777777", "coop": "#d62728", "prograd": "#1f77b4", "kgcoop": "#17becf",
-           "sam": "#ff7f0e", "gcscoop": "#2ca02c"}
+from .diagnostics import per_epoch_share
+from .methods import METHODS, REGIMES
 
 
 def show_examples(datasets: list, per_class: int = 1, split: str = "test", max_classes: int = 10):
@@ -88,13 +86,6 @@ def gradient_plane(g_domain, g_general, g_update, title: str = ""):
     return fig
 
 
-def per_epoch_rate(steps: list[dict], key: str, value=True) -> tuple[list[int], list[float]]:
-    """Fraction of a training run's steps per epoch whose `key` equals `value`."""
-    epochs = sorted({s["epoch"] for s in steps})
-    rates = [np.mean([s[key] == value for s in steps if s["epoch"] == e]) for e in epochs]
-    return [e + 1 for e in epochs], rates
-
-
 def loss_slices(radii, curves: dict, colours: dict | None = None, title: str = ""):
     """Training loss along directions through learned contexts, one colour per solution (04_sam).
 
@@ -123,12 +114,12 @@ def regimes_over_training(steps: list[dict], title: str = ""):
     top.scatter([s["epoch"] + 1 for s in steps], [s["cos"] for s in steps], s=6,
                 c=[colours[s["regime"]] for s in steps])
     top.set_ylabel("cos(g_SAM, g_ERM)")
-    epochs = sorted({s["epoch"] for s in steps})
-    bottom_stack = np.zeros(len(epochs))
+    bottom_stack = None
     for regime in REGIMES:
-        share = np.array([np.mean([s["regime"] == regime for s in steps if s["epoch"] == e]) for e in epochs])
-        bottom.bar([e + 1 for e in epochs], share, bottom=bottom_stack, color=colours[regime], width=1.0, label=regime)
-        bottom_stack += share
+        epochs, share = per_epoch_share(steps, "regime", regime)
+        bottom_stack = np.zeros(len(epochs)) if bottom_stack is None else bottom_stack
+        bottom.bar(epochs, share, bottom=bottom_stack, color=colours[regime], width=1.0, label=regime)
+        bottom_stack += np.array(share)
     bottom.set_ylabel("share of steps")
     bottom.set_xlabel("epoch")
     bottom.legend(fontsize=8, ncol=3, loc="lower right")
@@ -145,8 +136,8 @@ def base_new_scatter(table: dict, order: list[str], dataset: str = "average", ti
         if not row:
             continue
         (b, bs), (n, ns) = row["base"], row["new"]
-        ax.errorbar(b, n, xerr=bs, yerr=ns, fmt="o", color=COLOURS.get(method), capsize=3,
-                    label=LABELS.get(method, method))
+        ax.errorbar(b, n, xerr=bs, yerr=ns, fmt="o", color=METHODS[method].colour, capsize=3,
+                    label=METHODS[method].label)
     lo = min(ax.get_xlim()[0], ax.get_ylim()[0])
     hi = max(ax.get_xlim()[1], ax.get_ylim()[1])
     xs = np.linspace(lo, hi, 200)

@@ -2,13 +2,12 @@
 embeddings (01_zero_shot, 02_coop)."""
 from __future__ import annotations
 
-import os
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from . import settings
 from .models import Clip
 
 SINGLE_TEMPLATE = "a photo of a {}."
@@ -16,10 +15,6 @@ SINGLE_TEMPLATE = "a photo of a {}."
 ENSEMBLE_TEMPLATES = ["a photo of a {}.", "a picture of a {}.", "an image of a {}.", "a {}.",
                       "a photo of the {}.", "a close-up photo of a {}.", "a noisy photo of a {}.",
                       "a blurry photo of a {}.", "a dark photo of a {}.", "an inverted photo of a {}."]
-# CoOp's 7-template ImageNet subset (ZeroshotCLIP2), for real CLIP.
-IMAGENET_TEMPLATES_SELECT = ["itap of a {}.", "a bad photo of the {}.", "a origami {}.",
-                             "a photo of the large {}.", "a {} in a video game.", "art of the {}.",
-                             "a photo of the small {}."]
 POSITIONS = ("end", "middle", "front")
 
 
@@ -140,6 +135,7 @@ class PromptLearner(nn.Module):
             generator = torch.Generator().manual_seed(seed)
             ctx = (torch.randn(shape, generator=generator) * 0.02).to(clip.device)
         self.ctx = nn.Parameter(ctx)
+        self.register_buffer("initial_ctx", ctx.detach().clone(), persistent=False)
         self.n_ctx, self.position, self.class_specific, self.ctx_init = n_ctx, position, class_specific, ctx_init
         self.classnames = list(classnames)
         self.clip = clip
@@ -164,10 +160,16 @@ class PromptLearner(nn.Module):
         other.ctx = self.ctx
         return other
 
-    def forward(self) -> torch.Tensor:
-        """Prompt embeddings, K x L x D."""
+    def speaks(self, template: str) -> bool:
+        """Whether the initial prompt is exactly `template` ("a photo of a {}." for "a photo of a" + end)."""
+        return (self.ctx_init is not None and self.position == "end" and not self.class_specific
+                and template == f"{self.ctx_init} {{}}.")
+
+    def forward(self, ctx: torch.Tensor | None = None) -> torch.Tensor:
+        """Prompt embeddings, K x L x D, with the learned context (or another one of its shape)."""
         k = len(self.classnames)
-        ctx = self.ctx if self.class_specific else self.ctx.unsqueeze(0).expand(k, -1, -1)
+        ctx = self.ctx if ctx is None else ctx
+        ctx = ctx if self.class_specific else ctx.unsqueeze(0).expand(k, -1, -1)
         prefix, suffix = self.token_prefix, self.token_suffix
         if self.position == "end":
             return torch.cat([prefix, ctx, suffix], dim=1)
@@ -198,28 +200,39 @@ class PromptedClip(nn.Module):
     def __init__(self, clip: Clip, learner: PromptLearner, template: str = SINGLE_TEMPLATE,
                  text_chunk: int | None = None, compile: bool | None = None):
         super().__init__()
-        self.clip, self.learner = clip, learner
+        self.clip, self.learner, self.template = clip, learner, template
         # Memory, not results: encode the class prompts this many at a time, recomputing each
         # chunk's activations in the backward pass, so memory stops growing with the number
-        # of classes (ImageNet's 500 base classes). 0 or None: all classes at once.
-        self.text_chunk = int(os.environ.get("GCSCOOP_TEXT_CHUNK", 0)) if text_chunk is None else text_chunk
+        # of classes (ImageNet's 500 base classes). 0: all classes at once.
+        self.text_chunk = settings.pick(text_chunk, "text_chunk")
         self.text_encoder = TextEncoder(clip)
         # Speed, not results: torch.compile fuses the text encoder's many small operations
         # (benchmarks/speed.py measures the gain); the first call of each new shape compiles.
-        self.compiled = os.environ.get("GCSCOOP_COMPILE", "0") == "1" if compile is None else compile
+        self.compiled = settings.pick(compile, "compile")
         if self.compiled:
-            torch._functorch.config.donated_buffer = False   # ProGrad differentiates one graph twice
-            self.text_encoder.encode = torch.compile(self.text_encoder.encode, dynamic=False)
+            self.text_encoder.encode = compiled_for_two_backwards(self.text_encoder.encode)
         self.register_buffer("logit_scale", clip.logit_scale.float(), persistent=False)
-        self.register_buffer("zs_text", zero_shot_weights(clip, learner.classnames, template), persistent=False)
+        # The teacher of ProGrad and KgCoOp. When the hand-written prompt is the learner's own
+        # initial prompt, it goes through the very same code path, so at the start the learned
+        # and the teacher's features are equal bit for bit (and the KL gradient is exactly zero).
+        with torch.no_grad():
+            if learner.speaks(template):
+                zs_text = self.encode_prompts(learner(learner.initial_ctx))
+            else:
+                zs_text = zero_shot_weights(clip, learner.classnames, template)
+        self.register_buffer("zs_text", zs_text, persistent=False)
 
     @property
     def params(self) -> list[torch.Tensor]:
         return [self.learner.ctx]
 
     def text_features(self) -> torch.Tensor:
+        """Normalised class features of the current prompts, K x E."""
+        return self.encode_prompts(self.learner())
+
+    def encode_prompts(self, embeddings: torch.Tensor) -> torch.Tensor:
         device_type = self.clip.device.type
-        embeddings, tokens = self.learner(), self.learner.token_ids()
+        tokens = self.learner.token_ids()
         with torch.autocast(device_type, dtype=torch.bfloat16, enabled=device_type == "cuda"):
             if self.text_chunk and len(tokens) > self.text_chunk:
                 features = torch.cat([
@@ -237,8 +250,20 @@ class PromptedClip(nn.Module):
     def zero_shot_logits(self, image_features: torch.Tensor) -> torch.Tensor:
         return self.logit_scale * image_features @ self.zs_text.T
 
-    def for_classes(self, classnames: list[str], template: str = SINGLE_TEMPLATE) -> "PromptedClip":
-        return PromptedClip(self.clip, self.learner.for_classes(classnames), template, self.text_chunk, self.compiled)
+    def for_classes(self, classnames: list[str]) -> "PromptedClip":
+        """The same learned context with other class names (how new classes are evaluated)."""
+        return PromptedClip(self.clip, self.learner.for_classes(classnames), self.template, self.text_chunk,
+                            self.compiled)
+
+
+def compiled_for_two_backwards(function):
+    """torch.compile(function), set up so that one graph can be differentiated twice (ProGrad)."""
+    compiled = torch.compile(function, dynamic=False)
+
+    def run(*args):
+        with torch._functorch.config.patch(donated_buffer=False):
+            return compiled(*args)
+    return run
 
 
 @torch.no_grad()

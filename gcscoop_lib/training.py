@@ -34,7 +34,7 @@ class TrainConfig:
     epochs: int = 50
     batch_size: int = 32
     lr: float = 0.05
-    n_ctx: int = 4
+    n_ctx: int | None = None          # set by ctx_init's tokens; give it only with ctx_init=None
     ctx_init: str | None = "a photo of a"
     position: str = "end"
     class_specific: bool = False
@@ -43,7 +43,7 @@ class TrainConfig:
 
     def resolved(self) -> "TrainConfig":
         """A copy with the method's default hyper-parameters filled in and everything validated."""
-        hp = methods.method_hparams(self.method, self.hparams)
+        hp = methods.get(self.method).hparams(self.hparams)
         if self.dataset not in data.all_dataset_names():
             raise ValueError(f"unknown dataset {self.dataset!r}: choose one of {data.all_dataset_names()}")
         for name in ("shots", "epochs", "batch_size", "views"):
@@ -51,7 +51,12 @@ class TrainConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
-        return dataclasses.replace(self, hparams=hp)
+        if self.ctx_init and self.n_ctx is not None:
+            raise ValueError(f"n_ctx={self.n_ctx} with ctx_init={self.ctx_init!r}: the initial words set the "
+                             "context length, so give n_ctx only with ctx_init=None")
+        if not self.ctx_init and (self.n_ctx or 0) < 1:
+            raise ValueError(f"a random context needs n_ctx >= 1, got {self.n_ctx}")
+        return dataclasses.replace(self, hparams=dataclasses.asdict(hp))
 
     def key(self) -> str:
         """A short hash of the resolved config: same config, same key."""
@@ -70,7 +75,6 @@ class Task:
     train_labels: torch.Tensor
     val: dict                      # "base"/"new" -> (features, labels)
     test: dict                     # "base"/"new" -> (features, labels)
-    train_images: object = None    # the few-shot images themselves, for code that needs pixels
 
 
 def prepare_task(clip: Clip, dataset_name: str, shots: int, seed: int, views: int = 1,
@@ -78,8 +82,7 @@ def prepare_task(clip: Clip, dataset_name: str, shots: int, seed: int, views: in
     """Split into base/new (CoOp's rule), draw the few-shot set and encode all images once."""
     dataset = data.load_dataset(dataset_name, clip.image_size)
     base, new = data.base_new_classes(len(dataset.classnames))
-    train_pool = data.select_classes(dataset.train, base)
-    train = train_pool.subset(data.few_shot_split(dataset, shots, seed, split_dir))
+    train = data.few_shot_images(dataset, shots, seed, split_dir)
     features = cached_features(clip, f"{dataset_name}-train-s{shots}-seed{seed}", train, views, seed)
     features = features if views > 1 else features.unsqueeze(0)
 
@@ -91,7 +94,7 @@ def prepare_task(clip: Clip, dataset_name: str, shots: int, seed: int, views: in
     test = {"base": encode(dataset.test, base, "test-base"), "new": encode(dataset.test, new, "test-new")}
     names = dataset.classnames
     return Task(dataset, [names[c] for c in base], [names[c] for c in new], features,
-                torch.from_numpy(train.labels), val, test, train)
+                torch.from_numpy(train.labels), val, test)
 
 
 def lr_at(epoch: int, epochs: int, base_lr: float, warmup_lr: float = 1e-5) -> float:
@@ -116,28 +119,45 @@ def build_model(clip: Clip, config: TrainConfig, classnames: list[str]) -> Promp
 
 
 def train(config: TrainConfig, clip: Clip | None = None, task: Task | None = None, track: bool = False,
-          progress: bool = False, split_dir=None, model=None) -> TrainResult:
+          progress: bool = False, split_dir=None) -> TrainResult:
     """Train the prompt with `config.method`'s update (02_coop onwards).
 
     track=True evaluates base and new test accuracy after every epoch (cheap: features are cached).
-    model replaces the default PromptedClip (benchmarks/speed.py passes a reference-style one).
     """
     config = config.resolved()
-    update, _ = methods.METHODS[config.method]
-    if update is None:
+    if methods.get(config.method).update is None:
         raise ValueError(f"{config.method} is not trained: evaluate it with evaluate_zero_shot")
     clip = clip or load_clip(config.model, config.pretrained)
     task = task or prepare_task(clip, config.dataset, config.shots, config.seed, config.views, split_dir)
-    device = clip.device
     torch.manual_seed(config.seed)
-    model = model or build_model(clip, config, task.base_names)
+    model = build_model(clip, config, task.base_names)
     new_model = model.for_classes(task.new_names) if track else None
+
+    def batch_at(view, idx):
+        return Batch(task.train_features[view, idx].to(clip.device), task.train_labels[idx].to(clip.device))
+
+    def after_epoch(row):
+        row["base"] = accuracy(model, *task.test["base"])
+        row["new"] = accuracy(new_model, *task.test["new"])
+
+    start = time.time()
+    history, steps = fit(model, config, task.train_features.shape[0], len(task.train_labels), batch_at,
+                         after_epoch if track else None, progress)
+    return TrainResult(model, history, steps, time.time() - start)
+
+
+def fit(model, config: TrainConfig, views: int, n: int, batch_at, after_epoch=None, progress: bool = False):
+    """The loop itself (02_coop): shuffled batches of the n training examples, one of `views`
+    cached views per example and epoch, the method's update, SGD. Returns (epochs, steps).
+
+    batch_at(view indices, example indices) gives a Batch; after_epoch(row) may add to an epoch's row.
+    """
+    method = methods.get(config.method)
+    hp = method.knobs(**config.hparams)
     optimizer = torch.optim.SGD(model.params, lr=config.lr, momentum=0.9, weight_decay=5e-4)
     generator = torch.Generator().manual_seed(config.seed)
-    views, n = task.train_features.shape[:2]
     batch_size = min(config.batch_size, n)
     history, steps = [], []
-    start = time.time()
     epochs = range(config.epochs)
     if progress:
         from tqdm.auto import tqdm
@@ -150,8 +170,7 @@ def train(config: TrainConfig, clip: Clip | None = None, task: Task | None = Non
         losses = []
         for s in range(n // batch_size):  # the last partial batch is dropped, as in Dassl
             idx = order[s * batch_size:(s + 1) * batch_size]
-            batch = Batch(task.train_features[view[idx], idx].to(device), task.train_labels[idx].to(device))
-            step = update(model, batch, config.hparams)
+            step = method.update(model, batch_at(view[idx], idx), hp)
             if not torch.isfinite(step.loss) or not torch.isfinite(step.grad).all():
                 raise FloatingPointError(
                     f"non-finite loss or gradient ({step.loss.item()}) in {config.method} at epoch {epoch}, "
@@ -162,8 +181,7 @@ def train(config: TrainConfig, clip: Clip | None = None, task: Task | None = Non
             losses.append(step.loss.item())
             steps.append({"epoch": epoch, "loss": losses[-1], **step.info})
         row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "loss": sum(losses) / max(len(losses), 1)}
-        if track:
-            row["base"] = accuracy(model, *task.test["base"])
-            row["new"] = accuracy(new_model, *task.test["new"])
+        if after_epoch:
+            after_epoch(row)
         history.append(row)
-    return TrainResult(model, history, steps, time.time() - start)
+    return history, steps

@@ -1,4 +1,5 @@
 """The text encoder, data splits, schedule, records and every bad-input error."""
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -8,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from gcscoop_lib import data, evaluation, experiments
+from gcscoop_lib import data, diagnostics, evaluation, experiments, methods, records, reports, settings
 from gcscoop_lib.models import load_clip
 from gcscoop_lib.prompts import PromptLearner, TextEncoder
-from gcscoop_lib.training import TrainConfig, Task, lr_at, train
+from gcscoop_lib.training import TrainConfig, lr_at, train
 
 NAMES = ["t-shirt", "ankle boot", "concentric circles", "one"]
 
@@ -73,7 +74,7 @@ def test_schedule_is_constant_warmup_then_cosine():
 def test_average_h_is_h_of_averages():
     records = [{"method": "m", "dataset": d, "seed": s, "base": b, "new": n, "H": evaluation.harmonic_mean(b, n)}
                for d, b, n in (("x", 90.0, 10.0), ("y", 50.0, 50.0)) for s in (1, 2)]
-    avg = evaluation.summarise(records)["m"]["average"]
+    avg = reports.summarise(records)["m"]["average"]
     assert avg["base"][0] == 70.0 and avg["new"][0] == 30.0
     assert avg["H"][0] == pytest.approx(42.0)
 
@@ -98,6 +99,8 @@ def test_runs_are_recorded_once_and_reloaded(tmp_path):
     (dict(method="gcscoop", hparams={"beta_low": 0.9, "beta_up": 0.8}), "must not exceed beta_up"),
     (dict(method="coop", hparams={"rho": 0.1}), "coop has no hyper-parameter 'rho'"),
     (dict(lr=0.0), "lr must be > 0"),
+    (dict(n_ctx=8), "give n_ctx only with ctx_init=None"),
+    (dict(ctx_init=None), "a random context needs n_ctx >= 1"),
 ])
 def test_bad_config_raises_one_clear_error(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -122,9 +125,7 @@ def test_empty_class_lists(clip):
 
 
 def test_checksum_mismatch(tmp_path, monkeypatch):
-    from gcscoop_lib.models import tiny_dir
-
-    shutil.copytree(tiny_dir(), tmp_path / "tiny")
+    shutil.copytree(settings.current().tiny_dir, tmp_path / "tiny")
     weights = tmp_path / "tiny" / "open_clip_model.safetensors"
     raw = bytearray(weights.read_bytes())
     raw[-1] ^= 0xFF
@@ -135,18 +136,18 @@ def test_checksum_mismatch(tmp_path, monkeypatch):
 
 
 def test_non_finite_loss_stops_training(clip, task):
-    broken = Task(task.dataset, task.base_names, task.new_names, task.train_features * float("nan"),
-                  task.train_labels, task.val, task.test)
+    broken = dataclasses.replace(task, train_features=task.train_features * float("nan"))
     with pytest.raises(FloatingPointError, match="lower the learning rate"):
         train(TrainConfig(method="coop", dataset="shapes", shots=4, epochs=2, batch_size=8), clip, broken)
 
 
 def test_command_line_error_is_one_line_and_writes_nothing(tmp_path):
+    (tmp_path / "tuning.json").write_text(json.dumps({"recipe": {"epochs": 2}, "hparams": {}}))
     result = subprocess.run([sys.executable, "-m", "gcscoop_lib", "train", "--method", "sam", "--dataset", "shapes",
                              "--rho", "-1", "--results", str(tmp_path)], capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "rho must be >= 0" in result.stderr
-    assert not list(tmp_path.iterdir())
+    assert [p.name for p in tmp_path.iterdir()] == ["tuning.json"]
 
 
 def test_augmented_views_are_cached_per_view(clip):
@@ -164,7 +165,7 @@ def test_loss_slices_leave_the_context_untouched(clip, task):
 
     model = build_model(clip, TrainConfig(dataset="shapes"), task.base_names)
     before = model.learner.ctx.detach().clone()
-    losses = evaluation.loss_along(model, task.train_features[0], task.train_labels, torch.randn(2, before.numel()),
+    losses = diagnostics.loss_along(model, task.train_features[0], task.train_labels, torch.randn(2, before.numel()),
                                    [-0.2, 0.0, 0.2])
     assert losses.shape == (2, 3) and torch.equal(model.learner.ctx, before)
     assert losses[0, 1] == losses[1, 1]  # radius 0 is the solution itself
@@ -217,7 +218,7 @@ def test_sweep_skips_finished_runs_and_aggregates(tmp_path, executor):
     assert [r["key"] for r in records] == [c.key() for c in configs]
     assert records[0] == first[0]  # finished before: loaded, not re-run
     assert len((tmp_path / "runs.jsonl").read_text().splitlines()) == len(configs)
-    csv = experiments.csv_table(evaluation.summarise(records), ["coop", "gcscoop"], ["shapes"])
+    csv = reports.csv_table(reports.summarise(records), ["coop", "gcscoop"], ["shapes"])
     assert csv.splitlines()[0].startswith("method,dataset,base") and len(csv.splitlines()) == 5
 
 
@@ -243,6 +244,9 @@ def test_chunked_text_encoding_gives_the_same_features_and_gradients(clip):
 
 
 def test_profiles(tmp_path):
+    with pytest.raises(FileNotFoundError, match="python -m gcscoop_lib tune"):
+        experiments.open_profile("tiny", tmp_path)
+    (tmp_path / "tuning.json").write_text(json.dumps({"recipe": {"lr": 0.01}, "hparams": {}}))
     tiny = experiments.open_profile("tiny", tmp_path)
     assert tiny["settings"]["model"] == "tiny" and tiny["datasets"] == data.dataset_names()
     paper = experiments.open_profile("paper", tmp_path, ["dtd", "eurosat"])
@@ -252,3 +256,88 @@ def test_profiles(tmp_path):
         experiments.open_profile("huge", tmp_path)
     with pytest.raises(ValueError, match="unknown paper dataset"):
         experiments.open_profile("paper", tmp_path, ["cifar10"])
+
+
+# ----------------------------------------------------------------------------- records tied to the code
+def test_new_classes_are_scored_with_their_own_prompts(clip, task):
+    """At the hand-written context the prompted model *is* zero-shot CLIP, on base and on new classes."""
+    from gcscoop_lib.training import build_model
+
+    model = build_model(clip, TrainConfig(dataset="shapes"), task.base_names)
+    prompted, zero_shot = evaluation.evaluate_prompt(model, task), evaluation.evaluate_zero_shot(clip, task)
+    for half in ("base", "new"):
+        assert prompted[half] == pytest.approx(zero_shot[half], abs=0.5)
+    assert prompted["H"] == pytest.approx(evaluation.harmonic_mean(prompted["base"], prompted["new"]))
+
+
+def test_a_changed_update_rule_recomputes_only_its_own_records(tmp_path, monkeypatch):
+    common = dict(dataset="shapes", shots=2, epochs=2, batch_size=4)
+    runner = experiments.Runner(tmp_path, device="cpu")
+    kg, coop = TrainConfig(method="kgcoop", **common), TrainConfig(method="coop", **common)
+    first_kg, first_coop = runner.run(kg), runner.run(coop)
+
+    def flipped(model, batch, hp):
+        text = model.text_features()
+        ce = torch.nn.functional.cross_entropy(model.logits(batch.features, text), batch.labels)
+        knowledge = 1 - torch.nn.functional.cosine_similarity(text, model.zs_text, dim=-1).mean()
+        return methods.Step(ce, methods.flat_grad(ce - hp.lam * knowledge, model.params))
+
+    monkeypatch.setitem(methods.METHODS, "kgcoop", dataclasses.replace(methods.METHODS["kgcoop"], update=flipped))
+    fresh = experiments.Runner(tmp_path, device="cpu")
+    assert fresh.run(coop) == first_coop                       # untouched code: loaded, not re-run
+    again = fresh.run(kg)
+    assert again["stamp"]["code"] != first_kg["stamp"]["code"]  # re-run under the new rule
+    assert len(records.read_records(tmp_path / "runs.jsonl")) == 3
+    assert fresh.prune() == 1 and len(records.read_records(tmp_path / "runs.jsonl")) == 2
+
+
+def test_fingerprints_ignore_comments_and_docstrings_but_not_code():
+    def rule(x):
+        """One docstring."""
+        return x + 1  # a comment
+
+    def same(x):
+        # another comment
+        return x + 1
+
+    def other(x):
+        return x - 1
+
+    for f in (rule, same, other):
+        f.__module__ = "gcscoop_lib.fixture"
+    assert records.code_fingerprint(rule) != records.code_fingerprint(other)
+    assert records._syntax(rule).replace("rule", "same") == records._syntax(same)
+
+
+def test_knob_choice_prefers_the_default_within_noise():
+    trials = [{"rho": 0.05, "H": 75.0, "H_se": 0.3}, {"rho": 0.2, "H": 75.5, "H_se": 0.3},
+              {"rho": 0.5, "H": 75.4, "H_se": 0.3}]
+    assert experiments.choose_knob(trials, "rho", 0.1) == 0.2      # 0.05 is outside the best's error bar
+    assert experiments.choose_knob(trials, "rho", 0.5) == 0.5
+    trials[1]["H_se"] = 0.6
+    assert experiments.choose_knob(trials, "rho", 0.05) == 0.05
+
+
+def test_settings_explicit_beats_environment_beats_default(monkeypatch):
+    monkeypatch.delenv("GCSCOOP_TEXT_CHUNK", raising=False)
+    assert settings.current().text_chunk == 0
+    monkeypatch.setenv("GCSCOOP_TEXT_CHUNK", "8")
+    assert settings.pick(None, "text_chunk") == 8 and settings.pick(3, "text_chunk") == 3
+    monkeypatch.setenv("GCSCOOP_COMPILE", "yes")
+    with pytest.raises(ValueError, match="GCSCOOP_COMPILE must be 0 or 1"):
+        settings.current()
+
+
+def test_stored_split_must_come_from_the_same_images(tmp_path):
+    dataset = data.load_dataset("shapes")
+    data.few_shot_split(dataset, 4, 1, tmp_path)
+    path = tmp_path / "shapes_shot4_seed1.json"
+    stored = json.loads(path.read_text())
+    path.write_text(json.dumps({**stored, "pool": "something-else"}))
+    with pytest.raises(ValueError, match="delete it to draw the split again"):
+        data.few_shot_split(dataset, 4, 1, tmp_path)
+
+
+def test_per_epoch_share():
+    steps = [{"epoch": 0, "conflict": True}, {"epoch": 0, "conflict": False}, {"epoch": 1, "conflict": True}]
+    assert diagnostics.per_epoch_share(steps, "conflict") == ([1, 2], [0.5, 1.0])

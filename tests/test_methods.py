@@ -79,7 +79,7 @@ def test_perturbation_is_restored_exactly(clip, task):
 def test_sam_gradient_is_taken_at_the_perturbed_point(clip, task):
     model = build_model(clip, TrainConfig(dataset="shapes"), task.base_names)
     batch = Batch(task.train_features[0][:8], task.train_labels[:8])
-    step = methods.sam_update(model, batch, {"rho": 0.2})
+    step = methods.sam_update(model, batch, methods.SamKnobs(rho=0.2))
     _, g = methods.loss_and_grad(model, batch)
     with torch.no_grad():
         model.learner.ctx.add_((0.2 * g / (g.norm() + 1e-12)).view_as(model.learner.ctx))
@@ -131,7 +131,141 @@ def test_compiled_text_encoder_gives_the_eager_steps(clip, task):
         for model in (eager, compiled):
             model.learner.ctx.add_(offset)
     for method in ("prograd", "gcscoop"):
-        update, hp = methods.METHODS[method][0], methods.method_hparams(method)
+        update, hp = methods.get(method).update, methods.get(method).hparams()
         a, b = update(eager, batch, hp), update(compiled, batch, hp)
         assert torch.allclose(a.grad, b.grad, rtol=1e-4, atol=1e-5 * a.grad.abs().max())
         assert a.info.keys() == b.info.keys()
+
+
+# ----------------------------------------------------------------------------- each rule, re-derived independently
+def moved_model(clip, task, scale=0.05, seed=0):
+    """A model whose context has left the hand-written prompt (where ProGrad's and KgCoOp's extra terms vanish)."""
+    model = build_model(clip, TrainConfig(dataset="shapes"), task.base_names)
+    offset = scale * torch.randn(model.learner.ctx.shape, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        model.learner.ctx.add_(offset)
+    return model
+
+
+def small_batch(task, n=16):
+    return Batch(task.train_features[0][:n], task.train_labels[:n])
+
+
+def grad_of(loss, model):
+    return torch.autograd.grad(loss, model.params, retain_graph=True)[0].reshape(-1)
+
+
+def test_kgcoop_gradient_is_ce_plus_lambda_times_distance(clip, task):
+    model, batch = moved_model(clip, task), small_batch(task)
+    step = methods.kgcoop_update(model, batch, methods.KgCoOpKnobs(lam=8.0))
+    text = model.text_features()
+    ce = torch.nn.functional.cross_entropy(model.logit_scale * batch.features @ text.T, batch.labels)
+    distance = (1 - (text * model.zs_text).sum(-1)).mean()   # unit vectors: cosine is the dot product
+    expected = grad_of(ce + 8.0 * distance, model)
+    assert torch.allclose(step.grad, expected, rtol=1e-4, atol=1e-6)
+    assert step.info["knowledge"] == pytest.approx(distance.item(), abs=1e-6)
+
+
+def test_kgcoop_pulls_the_class_features_towards_the_hand_written_ones(clip, task):
+    common = dict(dataset="shapes", shots=4, epochs=6, batch_size=8, lr=0.2)
+    coop = train(TrainConfig(method="coop", **common), clip, task).model
+    kg = train(TrainConfig(method="kgcoop", hparams={"lam": 8.0}, **common), clip, task).model
+    distance = [(1 - (m.text_features() * m.zs_text).sum(-1)).mean().item() for m in (coop, kg)]
+    assert distance[1] < 0.5 * distance[0]
+
+
+@pytest.mark.parametrize("T", [1.0, 2.0])
+def test_prograd_step_projects_the_ce_gradient_against_the_kl_gradient(clip, task, T):
+    model, batch = moved_model(clip, task, scale=0.1), small_batch(task)
+    logits = model.logit_scale * batch.features @ model.text_features().T
+    ce = torch.nn.functional.cross_entropy(logits, batch.labels)
+    teacher = (model.logit_scale * batch.features @ model.zs_text.T / T).softmax(-1)
+    kl = (teacher * (teacher.log() - (logits / T).log_softmax(-1))).sum(-1).mean() * T ** 2
+    g_d, g_g = grad_of(ce, model), grad_of(kl, model)
+    step = methods.prograd_update(model, batch, methods.ProGradKnobs(lam=1.0, T=T))
+    dot = g_d @ g_g
+    expected = g_d if dot >= 0 else g_d - dot / (g_g @ g_g) * g_g
+    assert step.info["conflict"] == bool(dot < 0)
+    assert torch.allclose(step.grad, expected, rtol=1e-3, atol=1e-5 * g_d.abs().max())
+    _, got_d, got_g = methods.prograd_gradients(model, batch, T)
+    assert torch.allclose(got_d, g_d, rtol=1e-4, atol=1e-7) and torch.allclose(got_g, g_g, rtol=1e-3, atol=1e-7)
+
+
+def test_prograd_removes_exactly_the_conflicting_component():
+    g_domain, g_general = pair_with_cosine(-0.6)
+    result, conflict = prograd_direction(g_domain, g_general, lam=1.0)
+    assert conflict
+    assert abs(result @ g_general) < 1e-4 * g_domain.norm() * g_general.norm()   # orthogonal to G_g
+    assert torch.allclose(g_domain - result, ((g_domain @ g_general) / g_general.norm() ** 2) * g_general, atol=1e-5)
+
+
+def test_prograd_treats_a_zero_dot_product_as_no_conflict():
+    g_domain = torch.tensor([1.0, 0.0])
+    result, conflict = prograd_direction(g_domain, torch.tensor([0.0, 2.0]), lam=1.0)
+    assert not conflict and torch.equal(result, g_domain)
+
+
+def test_at_the_hand_written_prompt_the_teacher_is_the_student(clip, task):
+    """Same code path for teacher and student: ProGrad's general gradient is exactly zero at the start."""
+    model, batch = build_model(clip, TrainConfig(dataset="shapes"), task.base_names), small_batch(task)
+    assert torch.equal(model.text_features(), model.zs_text)
+    _, g_d, g_g = methods.prograd_gradients(model, batch, 1.0)
+    assert torch.count_nonzero(g_g) == 0 and g_d.norm() > 0.01
+    step = methods.kgcoop_update(model, batch, methods.KgCoOpKnobs())
+    assert abs(step.info["knowledge"]) < 1e-6
+
+
+@pytest.mark.parametrize("low,up", [(0.5, 0.8), (0.3, 0.9)])
+@pytest.mark.parametrize("offset", [-1e-3, 1e-3])
+def test_gcscoop_regime_changes_exactly_at_each_bound(low, up, offset):
+    for bound, below, above in ((low, "erm", "projected"), (up, "projected", "sam")):
+        g_erm, g_sam = pair_with_cosine(bound + offset, seed=3)
+        _, regime, cos = constrain_sam_gradient(g_sam, g_erm, low, up)
+        assert cos == pytest.approx(bound + offset, abs=1e-5)
+        assert regime == (above if offset > 0 else below)
+
+
+def test_gcscoop_projection_keeps_the_sam_component_along_the_sum():
+    g_erm, g_sam = pair_with_cosine(0.7, ratio=2.0, seed=5)
+    grad, regime, _ = constrain_sam_gradient(g_sam, g_erm, 0.5, 0.8)
+    z = g_sam + g_erm
+    assert regime == "projected"
+    assert torch.allclose(grad, (g_sam @ z) / (z @ z) * z, atol=1e-5)
+    assert grad.norm() < g_sam.norm()
+
+
+def test_sam_perturbs_by_rho_along_the_normalised_gradient():
+    g = torch.tensor([3.0, 4.0])
+    assert torch.allclose(methods.sam_epsilon(g, 0.5), torch.tensor([0.3, 0.4]))
+
+
+def test_gcscoop_uses_the_gradient_at_the_perturbed_point_when_they_agree(clip, task):
+    model, batch = moved_model(clip, task), small_batch(task)
+    step = methods.gcscoop_update(model, batch, methods.GcsCoOpKnobs(rho=0.05, beta_low=-1.0, beta_up=-1.0))
+    sam = methods.sam_update(model, batch, methods.SamKnobs(rho=0.05))
+    assert step.info["regime"] == "sam" and torch.equal(step.grad, sam.grad)
+    erm = methods.gcscoop_update(model, batch, methods.GcsCoOpKnobs(rho=0.05, beta_low=0.99999, beta_up=1.0))
+    assert erm.info["regime"] == "erm" and torch.equal(erm.grad, methods.loss_and_grad(model, batch)[1])
+
+
+def test_the_step_loss_is_taken_at_the_unperturbed_context(clip, task):
+    model, batch = moved_model(clip, task), small_batch(task)
+    loss, _ = methods.loss_and_grad(model, batch)
+    for method, knobs in (("sam", methods.SamKnobs(rho=0.5)), ("gcscoop", methods.GcsCoOpKnobs(rho=0.5))):
+        assert methods.get(method).update(model, batch, knobs).loss.item() == pytest.approx(loss.item(), rel=1e-6)
+
+
+def test_assign_grad_puts_the_flat_gradient_on_each_parameter():
+    a, b = torch.zeros(2, 3, requires_grad=True), torch.zeros(4, requires_grad=True)
+    flat = torch.arange(10.0)
+    methods.assign_grad([a, b], flat)
+    assert torch.equal(a.grad, flat[:6].view(2, 3)) and torch.equal(b.grad, flat[6:])
+
+
+def test_knobs_are_checked():
+    with pytest.raises(ValueError, match="T must be > 0"):
+        methods.ProGradKnobs(T=0.0)
+    with pytest.raises(ValueError, match="lam must be >= 0"):
+        methods.KgCoOpKnobs(lam=-1.0)
+    assert methods.get("gcscoop").hparams({"rho": 1}) == methods.GcsCoOpKnobs(rho=1.0)
+    assert methods.knob_names() == ["T", "beta_low", "beta_up", "lam", "rho"]

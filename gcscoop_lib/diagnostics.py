@@ -1,0 +1,34 @@
+"""Measurements of a training run and of the solution it found: loss slices around a learned
+context (04_sam, 05_gcscoop) and how often a step event happened per epoch (03_prograd, 05_gcscoop)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .methods import perturbed
+from .prompts import PromptedClip
+
+
+@torch.no_grad()
+def loss_along(model: PromptedClip, features: torch.Tensor, labels: torch.Tensor, directions: torch.Tensor,
+               radii: list[float]) -> torch.Tensor:
+    """Training loss at ctx + r * |ctx| * d for each unit direction d and radius r (04_sam).
+
+    Returns directions x radii. Radii are relative to the context's norm, so slices of
+    different solutions are comparable.
+    """
+    scale = model.learner.ctx.detach().norm()
+    out = torch.empty(len(directions), len(radii))
+    for i, d in enumerate(directions):
+        for j, r in enumerate(radii):
+            with perturbed(model, r * scale * d / d.norm()):
+                out[i, j] = F.cross_entropy(model.logits(features), labels).item()
+    return out
+
+
+def per_epoch_share(steps: list[dict], key: str, value=True) -> tuple[list[int], list[float]]:
+    """Epochs (from 1) and the share of each epoch's steps whose `key` equals `value`."""
+    epochs = sorted({s["epoch"] for s in steps})
+    shares = [float(np.mean([s[key] == value for s in steps if s["epoch"] == e])) for e in epochs]
+    return [e + 1 for e in epochs], shares

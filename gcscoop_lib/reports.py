@@ -1,0 +1,103 @@
+"""Tables of run records: mean and spread over seeds, the papers' average row, Markdown and
+CSV (02_coop to 06_benchmark, and the command line)."""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+from .evaluation import harmonic_mean
+from .methods import METHODS
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    m = sum(values) / len(values)
+    if len(values) < 2:
+        return m, 0.0
+    return m, math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1))
+
+
+def label(method: str) -> str:
+    """A method's name as tables and figures print it."""
+    return METHODS[method].label if method in METHODS else method
+
+
+def mean_pm_std(mean: float, std: float) -> str:
+    """'mean ± std' to one decimal; a spread of exactly zero (zero-shot across seeds) is left out."""
+    return f"{mean:.1f}" if std == 0 else f"{mean:.1f} ± {std:.1f}"
+
+
+def summarise(records: list[dict]) -> dict:
+    """Aggregate run records into {method: {dataset or 'average': stats}}.
+
+    Per dataset: mean ± std over seeds of base, new and H. The average row follows the
+    papers: average base and average new over datasets, then H of those two averages.
+    Its std is over seeds of the per-seed dataset averages.
+    """
+    by = defaultdict(lambda: defaultdict(dict))
+    for r in records:
+        by[r["method"]][r["dataset"]][r["seed"]] = r
+    table = {}
+    for method, per_dataset in by.items():
+        rows = {}
+        for dataset, per_seed in sorted(per_dataset.items()):
+            runs = list(per_seed.values())
+            rows[dataset] = {k: mean_std([r[k] for r in runs]) for k in ("base", "new", "H")}
+            rows[dataset]["seconds"] = sum(r.get("seconds", 0.0) for r in runs) / len(runs)
+            rows[dataset]["seeds"] = len(runs)
+        datasets = sorted(per_dataset)
+        seeds = sorted(set.intersection(*(set(per_dataset[d]) for d in datasets)))
+        if seeds:
+            avg = {}
+            for k in ("base", "new"):
+                avg[k] = mean_std([sum(per_dataset[d][s][k] for d in datasets) / len(datasets) for s in seeds])
+            per_seed_h = [harmonic_mean(sum(per_dataset[d][s]["base"] for d in datasets) / len(datasets),
+                                        sum(per_dataset[d][s]["new"] for d in datasets) / len(datasets)) for s in seeds]
+            avg["H"] = (harmonic_mean(avg["base"][0], avg["new"][0]), mean_std(per_seed_h)[1])
+            avg["seconds"] = sum(rows[d]["seconds"] for d in datasets) / len(datasets)
+            avg["seeds"] = len(seeds)
+            rows["average"] = avg
+        table[method] = rows
+    return table
+
+
+def markdown_table(table: dict, order: list[str], datasets: list[str] | None = None) -> str:
+    """Base / new / H (mean ± std) per method, one block of columns per dataset and the average."""
+    datasets = datasets or ["average"]
+    head = "| method | " + " | ".join(f"{d} base | {d} new | {d} H" for d in datasets) + " |"
+    lines = [head, "|" + "---|" * (1 + 3 * len(datasets))]
+    for method in order:
+        if method not in table:
+            continue
+        cells = []
+        for d in datasets:
+            row = table[method].get(d)
+            cells += [mean_pm_std(*row[k]) if row else "–" for k in ("base", "new", "H")]
+        lines.append(f"| {label(method)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def markdown_report(table: dict, order: list[str], datasets: list[str], heading: str = "##") -> str:
+    """The average table, then one table per dataset, as Markdown (02_coop to 06_benchmark, and the CLI).
+
+    heading="" writes bold titles instead of headings (for notebook outputs).
+    """
+    def title(text):
+        return f"{heading} {text}" if heading else f"**{text}**"
+
+    blocks = [title("Average over " + ", ".join(datasets)), "", markdown_table(table, order), ""]
+    for dataset in datasets:
+        blocks += [title(dataset), "", markdown_table(table, order, [dataset]), ""]
+    return "\n".join(blocks)
+
+
+def csv_table(table: dict, order: list[str], datasets: list[str]) -> str:
+    """The summary table as CSV: one row per method and dataset (and the average)."""
+    lines = ["method,dataset,base,base_std,new,new_std,H,H_std,seeds"]
+    for method in order:
+        for dataset in datasets + ["average"]:
+            row = table.get(method, {}).get(dataset)
+            if row:
+                values = [f"{row[k][i]:.2f}" for k in ("base", "new", "H") for i in (0, 1)]
+                lines.append(",".join([method, dataset, *values, str(row["seeds"])]))
+    return "\n".join(lines) + "\n"
