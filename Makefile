@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export OMP_NUM_THREADS ?= 1
 export PYTHONHASHSEED := 0
 
-.PHONY: install data benchmark chapters html book test unit nbval clean
+.PHONY: install data benchmark chapters html book test unit nbval mutation clean
 
 install: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt pyproject.toml
@@ -30,6 +30,7 @@ benchmark: install data
 
 chapters: install data
 	$(BIN)/python scripts/run_book.py
+	$(BIN)/python -m gcscoop_lib prune
 
 html: install
 	$(BIN)/jupyter-book build . -W -n --keep-going
@@ -40,5 +41,13 @@ test: install data html
 	$(BIN)/python -m pytest -q -p no:cacheprovider --nbval --nbval-current-env \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg tests book
 
+# Not part of `make test`: mutants of methods.py and training.py against the unit tests (score in the README).
+mutation: install data
+	$(BIN)/pip install -q mutmut==3.8.1
+	rm -rf mutants
+	$(BIN)/mutmut run --max-children 1 || true
+	$(BIN)/mutmut results --all true > results/mutation.txt
+	$(BIN)/python scripts/mutation_score.py results/mutation.txt
+
 clean:
-	rm -rf _build
+	rm -rf _build mutants

@@ -256,14 +256,17 @@ class PromptedClip(nn.Module):
                             self.compiled)
 
 
-def compiled_for_two_backwards(function):
-    """torch.compile(function), set up so that one graph can be differentiated twice (ProGrad)."""
-    compiled = torch.compile(function, dynamic=False)
 
-    def run(*args):
-        with torch._functorch.config.patch(donated_buffer=False):
-            return compiled(*args)
-    return run
+
+
+def compiled_for_two_backwards(function):
+    """torch.compile(function), set up so that one graph can be differentiated twice (ProGrad).
+
+    Compiled graphs may donate their saved buffers to the backward pass, which forbids a second
+    backward; building a compiled model therefore turns donation off in this process.
+    """
+    torch._functorch.config.donated_buffer = False
+    return torch.compile(function, dynamic=False)
 
 
 @torch.no_grad()

@@ -90,4 +90,26 @@ def test_chapter_runs_under_the_paper_profile(path, paper_rehearsal, monkeypatch
     out = paper_rehearsal / "book" / path.name
     papermill.execute_notebook(str(path), str(out), parameters={"profile": "paper"}, cwd=str(out.parent),
                                kernel_name="python3", progress_bar=False)
-    assert "oxford_pets" in out.read_text()
+    assert "oxford_pets" in printed(json.loads(out.read_text())), "the chapter's outputs never name the paper dataset"
+
+
+def printed(nb: dict) -> str:
+    """Everything a notebook's code cells printed or displayed as text."""
+    texts = []
+    for cell in nb["cells"]:
+        for output in cell.get("outputs", []):
+            texts.append("".join(output.get("text", "")))
+            for kind in ("text/plain", "text/markdown"):
+                texts.append("".join(output.get("data", {}).get(kind, "")))
+    return "\n".join(texts)
+
+
+def test_stored_records_are_current():
+    """Every record in results/ comes from the code and weights as they are now."""
+    from gcscoop_lib import experiments
+    from gcscoop_lib.records import read_records
+
+    for path in sorted((ROOT / "results").glob("*.jsonl")):
+        runner = experiments.Runner(ROOT / "results", device="cpu", records_file=path.name)
+        stale = [r["key"] for r in read_records(path) if not runner.is_current(r)]
+        assert not stale, f"{path.name}: {len(stale)} records from older code or weights: run `make book`"
