@@ -205,23 +205,33 @@ def main(argv=None) -> None:
             n = min(config.batch_size, len(labels))
             row = {"dataset": dataset, "method": method}
             for style in styles:
-                batch = (ImageBatch(clip, pixels[:n], labels[:n]) if style == "reference"
-                         else Batch(task.train_features[0][:n].to(device), labels[:n]))
+                if style == "reference":
+                    def batch_at(view, idx):
+                        return ImageBatch(clip, pixels[idx], labels[idx])
+                else:
+                    def batch_at(view, idx):
+                        return Batch(task.train_features[view, idx].to(device), labels[idx])
+                first = batch_at(torch.zeros(n, dtype=torch.long), torch.arange(n))
                 row[f"{style}_steps_per_s"] = steps_per_second(model_for(style, clip, config, task.base_names),
-                                                              batch, hp, update, args.steps, device)
+                                                              first, hp, update, args.steps, device)
                 # Same seed, full recipe, every style: the accuracy must not change. The learned
                 # context is evaluated by one eager model, on the cached test features.
                 model = model_for(style, clip, config, task.base_names)
-                if style == "reference":
-                    training.fit(model, config, 1, len(labels), lambda view, idx: ImageBatch(clip, pixels[idx], labels[idx]))
-                else:
-                    training.fit(model, config, 1, len(labels),
-                                 lambda view, idx: Batch(task.train_features[view, idx].to(device), labels[idx]))
+                training.fit(model, config, 1, len(labels), batch_at)
                 evaluated = training.build_model(clip, config, task.base_names)
                 with torch.no_grad():
                     evaluated.learner.ctx.copy_(model.learner.ctx)
                 row[f"{style}_H"] = evaluation.evaluate_prompt(evaluated, task)["H"]
                 row[f"{style}_context"] = model.learner.ctx.detach().clone()
+            for style in ("ours", "compiled"):
+                row[f"{style}_speedup"] = row[f"{style}_steps_per_s"] / row["reference_steps_per_s"]
+                difference = (row.pop(f"{style}_context") - row["reference_context"]).abs().max().item()
+                row[f"{style}_max_context_difference"] = difference
+            del row["reference_context"]
+            rows.append(row)
+            print(f"{dataset:9s} {method:8s} ours {row['ours_steps_per_s']:6.1f} (compiled {row['compiled_steps_per_s']:6.1f}) "
+                  f"reference {row['reference_steps_per_s']:5.1f} steps/s  x{row['ours_speedup']:.1f} (x{row['compiled_speedup']:.1f})  "
+                  f"H {row['ours_H']:.1f} / {row['compiled_H']:.1f} / {row['reference_H']:.1f}", flush=True)
     lines = [f"Tiny CLIP, {args.steps} timed steps per cell, batch {config.batch_size}, {machine(device)}.", "",
              "| task | method | ours (steps/s) | ours compiled (steps/s) | reference-style (steps/s) | speed-up | "
              "speed-up compiled | H ours | H compiled | H reference |", "|---|---|---|---|---|---|---|---|---|---|"]

@@ -8,6 +8,7 @@ import math
 import platform
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -60,6 +61,22 @@ def open_profile(profile: str, results="../results", paper_datasets=("oxford_pet
             raise ValueError(f"unknown paper dataset {name!r}: choose from {sorted(paper_data.REGISTRY)}")
     return {"settings": model, "datasets": list(paper_datasets), "results": results / "paper",
             "tuning": {"recipe": dict(PAPER_RECIPE), "hparams": {}}}
+
+
+class Chapter(NamedTuple):
+    settings: dict       # model and pretrained tag
+    tuning: dict         # recipe and knobs
+    datasets: list
+    clip: object
+    runner: "Runner"
+
+
+def open_chapter(profile: str, paper_datasets=("oxford_pets",), device="auto", results="../results") -> Chapter:
+    """What every chapter starts from (01_zero_shot onwards): its profile's model settings,
+    recipe and datasets, the loaded CLIP and a Runner over the profile's records."""
+    prof = open_profile(profile, results, paper_datasets)
+    clip = load_clip(prof["settings"]["model"], prof["settings"]["pretrained"], device)
+    return Chapter(prof["settings"], prof["tuning"], prof["datasets"], clip, Runner(prof["results"], device))
 
 
 def load_tuning(path) -> dict:

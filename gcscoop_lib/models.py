@@ -140,12 +140,12 @@ def encode_images(clip: Clip, images, views: int = 1, seed: int = 0, batch_size:
 _FEATURE_MEMO: dict[str, torch.Tensor] = {}
 
 
-def cached_features(clip: Clip, key: str, images, views: int = 1, seed: int = 0) -> torch.Tensor:
-    """encode_images, computed once per (weights, images, views) and kept on disk and in memory.
+def cached_features(clip: Clip, images, views: int = 1, seed: int = 0) -> torch.Tensor:
+    """encode_images, computed once per (weights, images, views, seed) and kept on disk and in memory.
 
     images is an ImageSet or FileImageSet: its fingerprint() keys the cache.
     """
-    full_key = f"{clip.fingerprint}_{key}_{images.fingerprint()}_v{views}_s{seed}"
+    full_key = f"{clip.fingerprint}_{images.fingerprint()}_v{views}_s{seed}"
     if full_key in _FEATURE_MEMO:
         return _FEATURE_MEMO[full_key]
     path = settings.current().cache / f"{full_key}.pt"

@@ -6,6 +6,7 @@ variable wins over the default below. No other module reads `os.environ`.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,8 @@ VARIABLES = {  # field -> (environment variable, what it sets)
     "results": ("GCSCOOP_RESULTS", "run records, the tuned recipe and the benchmark tables"),
     "tiny_dir": ("GCSCOOP_TINY_DIR", "another copy of the tiny CLIP's weights"),
     "fashion_dir": ("GCSCOOP_FASHION_DIR", "a folder with Fashion-MNIST's four idx .gz files"),
-    "allow_download": ("GCSCOOP_ALLOW_DOWNLOAD", "1: fetch Fashion-MNIST through torchvision when it is missing"),
+    "allow_download": ("GCSCOOP_ALLOW_DOWNLOAD", "1: fetch Fashion-MNIST through torchvision when it is missing "
+                                                 "(the default in Colab)"),
     "data_root": ("GCSCOOP_DATA", "the papers' datasets"),
     "compile": ("GCSCOOP_COMPILE", "1: torch.compile the text encoder"),
     "text_chunk": ("GCSCOOP_TEXT_CHUNK", "encode class prompts this many at a time (0: all at once)"),
@@ -59,7 +61,7 @@ def current() -> Settings:
         results=Path(env("results", "results")),
         tiny_dir=Path(env("tiny_dir", str(Path(__file__).parent / "weights" / "tiny"))),
         fashion_dir=Path(env("fashion_dir", "/usr/share/datasets/fashion-mnist")),
-        allow_download=_flag("GCSCOOP_ALLOW_DOWNLOAD", env("allow_download", "0")),
+        allow_download=_flag("GCSCOOP_ALLOW_DOWNLOAD", env("allow_download", "1" if "google.colab" in sys.modules else "0")),
         data_root=Path(env("data_root", str(Path.home() / "data"))),
         compile=_flag("GCSCOOP_COMPILE", env("compile", "0")),
         text_chunk=_count("GCSCOOP_TEXT_CHUNK", env("text_chunk", "0")),

@@ -18,7 +18,7 @@ from . import data, methods
 from .evaluation import accuracy
 from .methods import Batch
 from .models import Clip, cached_features, load_clip
-from .prompts import SINGLE_TEMPLATE, PromptedClip, PromptLearner
+from .prompts import PromptedClip, PromptLearner
 
 
 @dataclass
@@ -68,7 +68,6 @@ class TrainConfig:
 class Task:
     """A dataset's base/new problem with every frozen thing already computed."""
 
-    dataset: data.Dataset
     base_names: list[str]
     new_names: list[str]
     train_features: torch.Tensor   # views x N x D (views = 1 without augmentation)
@@ -83,18 +82,17 @@ def prepare_task(clip: Clip, dataset_name: str, shots: int, seed: int, views: in
     dataset = data.load_dataset(dataset_name, clip.image_size)
     base, new = data.base_new_classes(len(dataset.classnames))
     train = data.few_shot_images(dataset, shots, seed, split_dir)
-    features = cached_features(clip, f"{dataset_name}-train-s{shots}-seed{seed}", train, views, seed)
+    features = cached_features(clip, train, views, seed)
     features = features if views > 1 else features.unsqueeze(0)
 
-    def encode(split, classes: list[int], name: str):
+    def encode(split, classes: list[int]):
         subset = data.select_classes(split, classes)
-        return cached_features(clip, f"{dataset_name}-{name}", subset), torch.from_numpy(subset.labels)
+        return cached_features(clip, subset), torch.from_numpy(subset.labels)
 
-    val = {"base": encode(dataset.val, base, "val-base"), "new": encode(dataset.val, new, "val-new")}
-    test = {"base": encode(dataset.test, base, "test-base"), "new": encode(dataset.test, new, "test-new")}
+    val = {"base": encode(dataset.val, base), "new": encode(dataset.val, new)}
+    test = {"base": encode(dataset.test, base), "new": encode(dataset.test, new)}
     names = dataset.classnames
-    return Task(dataset, [names[c] for c in base], [names[c] for c in new], features,
-                torch.from_numpy(train.labels), val, test)
+    return Task([names[c] for c in base], [names[c] for c in new], features, torch.from_numpy(train.labels), val, test)
 
 
 def lr_at(epoch: int, epochs: int, base_lr: float, warmup_lr: float = 1e-5) -> float:
@@ -115,7 +113,7 @@ class TrainResult:
 def build_model(clip: Clip, config: TrainConfig, classnames: list[str]) -> PromptedClip:
     learner = PromptLearner(clip, classnames, config.n_ctx, config.ctx_init, config.position,
                             config.class_specific, seed=config.seed)
-    return PromptedClip(clip, learner.to(clip.device), template=SINGLE_TEMPLATE)
+    return PromptedClip(clip, learner)
 
 
 def train(config: TrainConfig, clip: Clip | None = None, task: Task | None = None, track: bool = False,
@@ -175,8 +173,7 @@ def fit(model, config: TrainConfig, views: int, n: int, batch_at, after_epoch=No
                 raise FloatingPointError(
                     f"non-finite loss or gradient ({step.loss.item()}) in {config.method} at epoch {epoch}, "
                     f"step {s}: lower the learning rate (now {config.lr})")
-            optimizer.zero_grad(set_to_none=True)
-            methods.assign_grad(model.params, step.grad)
+            methods.assign_grad(model.params, step.grad)   # replaces .grad: no zero_grad needed
             optimizer.step()
             losses.append(step.loss.item())
             steps.append({"epoch": epoch, "loss": losses[-1], **step.info})

@@ -59,7 +59,7 @@ def test_readme_table_is_the_benchmark_file():
 def test_repository_url_is_set_in_one_place():
     url = re.search(r"url: (\S+)", (ROOT / "_config.yml").read_text()).group(1)
     for path in CHAPTERS:
-        found = set(re.findall(r'REPO_URL = \\"([^\\"]+)\\"', path.read_text()))
+        found = set(re.findall(r'gcscoop_lib @ git\+([^\\"]+)\\"', path.read_text()))
         assert found == {url}, path.name
 
 

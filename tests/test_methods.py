@@ -62,6 +62,12 @@ def test_gcscoop_regimes_match_their_formula(cos, regime):
         assert torch.allclose(grad / grad.norm(), z, atol=1e-6)  # along the raw sum, not the normalised one
 
 
+def test_gcscoop_agreement_exactly_at_the_upper_bound_is_sam():
+    g = torch.tensor([1.0, 0.0])
+    grad, regime, cos = constrain_sam_gradient(2 * g, g, 0.5, 1.0)
+    assert cos == 1.0 and regime == "sam" and torch.equal(grad, 2 * g)
+
+
 def test_gcscoop_without_lower_bound_never_falls_back_to_erm():
     g_erm, g_sam = pair_with_cosine(-0.5)
     _, regime, _ = constrain_sam_gradient(g_sam, g_erm, 0.0, 0.8)
@@ -186,6 +192,7 @@ def test_prograd_step_projects_the_ce_gradient_against_the_kl_gradient(clip, tas
     dot = g_d @ g_g
     expected = g_d if dot >= 0 else g_d - dot / (g_g @ g_g) * g_g
     assert step.info["conflict"] == bool(dot < 0)
+    assert step.info["cos"] == pytest.approx((dot / (g_d.norm() * g_g.norm())).item(), abs=1e-4)
     assert torch.allclose(step.grad, expected, rtol=1e-3, atol=1e-5 * g_d.abs().max())
     _, got_d, got_g = methods.prograd_gradients(model, batch, T)
     assert torch.allclose(got_d, g_d, rtol=1e-4, atol=1e-7) and torch.allclose(got_g, g_g, rtol=1e-3, atol=1e-7)
@@ -256,16 +263,27 @@ def test_the_step_loss_is_taken_at_the_unperturbed_context(clip, task):
 
 
 def test_assign_grad_puts_the_flat_gradient_on_each_parameter():
-    a, b = torch.zeros(2, 3, requires_grad=True), torch.zeros(4, requires_grad=True)
-    flat = torch.arange(10.0)
-    methods.assign_grad([a, b], flat)
-    assert torch.equal(a.grad, flat[:6].view(2, 3)) and torch.equal(b.grad, flat[6:])
+    a, b, c = (torch.zeros(shape, requires_grad=True) for shape in ((2, 3), (4,), (5,)))
+    flat = torch.arange(15.0)
+    methods.assign_grad([a, b, c], flat)
+    assert torch.equal(a.grad, flat[:6].view(2, 3)) and torch.equal(b.grad, flat[6:10])
+    assert torch.equal(c.grad, flat[10:])
 
 
 def test_knobs_are_checked():
-    with pytest.raises(ValueError, match="T must be > 0"):
+    with pytest.raises(ValueError, match="^the temperature T must be > 0, got 0.0$"):
         methods.ProGradKnobs(T=0.0)
-    with pytest.raises(ValueError, match="lam must be >= 0"):
-        methods.KgCoOpKnobs(lam=-1.0)
+    for knobs in (methods.KgCoOpKnobs, methods.ProGradKnobs):
+        with pytest.raises(ValueError, match="^lam must be >= 0, got -1.0$"):
+            knobs(lam=-1.0)
+        assert knobs(lam=0.0).lam == 0.0 and knobs(lam=0.5).lam == 0.5
+    for knobs in (methods.SamKnobs, methods.GcsCoOpKnobs):
+        with pytest.raises(ValueError, match="^rho must be >= 0, got -0.1$"):
+            knobs(rho=-0.1)
+        assert knobs(rho=0.0).rho == 0.0
+    with pytest.raises(ValueError, match="^coop has no hyper-parameter 'rho': it takes none$"):
+        methods.get("coop").hparams({"rho": 0.1})
+    with pytest.raises(ValueError, match=r"^sam has no hyper-parameter 'lam': it takes \['rho'\]$"):
+        methods.get("sam").hparams({"lam": 0.1})
     assert methods.get("gcscoop").hparams({"rho": 1}) == methods.GcsCoOpKnobs(rho=1.0)
     assert methods.knob_names() == ["T", "beta_low", "beta_up", "lam", "rho"]
