@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from . import data, evaluation, experiments, methods, paper_data, reports
-from .prompts import ENSEMBLE_TEMPLATES, SINGLE_TEMPLATE
+from .prompts import ENSEMBLE_TEMPLATES
 from .training import TrainConfig
 
 def _common(parser):
@@ -37,7 +37,7 @@ def cmd_eval(args) -> None:
     config = TrainConfig(method="zeroshot", dataset=args.dataset, model=args.model, pretrained=args.pretrained,
                          shots=args.shots, seed=args.seed).resolved()
     clip, task = runner.clip(config), runner.task(config)
-    templates = ENSEMBLE_TEMPLATES if args.ensemble else [args.template]
+    templates = ENSEMBLE_TEMPLATES if args.ensemble else [args.template or task.template]
     _print_scores(f"zero-shot ({len(templates)} template{'s' * (len(templates) > 1)}) on {args.dataset}",
                   evaluation.evaluate_zero_shot(clip, task, templates))
 
@@ -73,7 +73,7 @@ def cmd_benchmark(args) -> None:
     start = time.time()
     runner = experiments.Runner(args.results, args.device, progress=True)
     tuning = experiments.load_tuning(args.tuning or runner.dir / "tuning.json")
-    table = experiments.benchmark(args.datasets, runner, tuning, args.seeds, args.methods, args.force)
+    _, table = experiments.run_table(runner, tuning, args.methods, args.datasets, args.seeds, args.force)
     order = [m for m in methods.METHODS if m in args.methods]
     report = reports.markdown_report(table, order, args.datasets)
     runner.prune()
@@ -130,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="zero-shot accuracy on base and new classes")
     _common(p)
     p.add_argument("--dataset", required=True, choices=data.all_dataset_names())
-    p.add_argument("--template", default=SINGLE_TEMPLATE)
+    p.add_argument("--template", default=None, help="default: the dataset's own hand-written template")
     p.add_argument("--ensemble", action="store_true", help="average the embedded prompt ensemble")
     p.add_argument("--shots", type=int, default=16)
     p.add_argument("--seed", type=int, default=1)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 from .models import Clip
-from .prompts import SINGLE_TEMPLATE, PromptedClip, zero_shot_weights
+from .prompts import PromptedClip, zero_shot_weights
 
 
 def harmonic_mean(base: float, new: float) -> float:
@@ -41,8 +41,10 @@ def evaluate_prompt(model: PromptedClip, task, split: str = "test") -> dict:
 
 
 @torch.no_grad()
-def evaluate_zero_shot(clip: Clip, task, templates=SINGLE_TEMPLATE, split: str = "test") -> dict:
-    """Zero-shot CLIP (01_zero_shot) on both halves, with one template or an ensemble."""
+def evaluate_zero_shot(clip: Clip, task, templates=None, split: str = "test") -> dict:
+    """Zero-shot CLIP (01_zero_shot) on both halves, with one template or an ensemble
+    (default: the dataset's own hand-written template)."""
+    templates = templates or task.template
     results = {}
     for half, names in (("base", task.base_names), ("new", task.new_names)):
         weights = zero_shot_weights(clip, names, templates)

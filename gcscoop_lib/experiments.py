@@ -14,7 +14,6 @@ import torch
 
 from . import __version__, data, evaluation, methods, paper_data, records, reports, settings
 from .models import load_clip
-from .prompts import SINGLE_TEMPLATE
 from .training import TrainConfig, prepare_task, train
 
 
@@ -146,8 +145,8 @@ class Runner:
         clip, task = self.clip(config), self.task(config)
         start = time.time()
         if config.method == "zeroshot":
-            test = evaluation.evaluate_zero_shot(clip, task, SINGLE_TEMPLATE, "test")
-            val = evaluation.evaluate_zero_shot(clip, task, SINGLE_TEMPLATE, "val")
+            test = evaluation.evaluate_zero_shot(clip, task, split="test")
+            val = evaluation.evaluate_zero_shot(clip, task, split="val")
         else:
             result = train(config, clip, task, progress=self.progress)
             test = evaluation.evaluate_prompt(result.model, task, "test")
@@ -171,9 +170,14 @@ class Runner:
         return dropped
 
 
-def run_table(runner: Runner, tuning: dict, method_names, datasets, seeds, **overrides) -> tuple[list[dict], dict]:
-    """Every method x dataset x seed through the runner; returns the records and their summary table."""
-    done = [runner.run(config_for(tuning, m, d, s, **overrides)) for m in method_names for d in datasets for s in seeds]
+def run_table(runner: Runner, tuning: dict, method_names, datasets, seeds, force: bool = False,
+              **overrides) -> tuple[list[dict], dict]:
+    """Every method x dataset x seed through the runner (02_coop onwards, and the benchmark);
+    returns the records and their summary table."""
+    from tqdm.auto import tqdm
+
+    configs = [config_for(tuning, m, d, s, **overrides) for m in method_names for d in datasets for s in seeds]
+    done = [runner.run(c, force=force) for c in tqdm(configs, desc="runs", disable=not runner.progress)]
     return done, reports.summarise(done)
 
 
@@ -250,16 +254,6 @@ def tune(datasets: list[str], runner: Runner, seeds=TUNING_SEEDS, log=print) -> 
         chosen[method.name] = {knob: value}
     return {"recipe": recipe, "hparams": chosen, "recipe_trials": recipes, "hparam_trials": trials,
             "datasets": datasets, "seeds": list(seeds)}
-
-
-def benchmark(datasets: list[str], runner: Runner, tuning: dict, seeds=(1, 2, 3),
-              method_names=tuple(methods.METHODS), force: bool = False) -> dict:
-    """Every dataset x method x seed with the tuned recipe; returns the summary table."""
-    from tqdm.auto import tqdm
-
-    configs = [config_for(tuning, m, d, s) for m in method_names for d in datasets for s in seeds]
-    done = [runner.run(c, force=force) for c in tqdm(configs, desc="benchmark runs", disable=not runner.progress)]
-    return reports.summarise(done)
 
 
 # ----------------------------------------------------------------------------- sweeps

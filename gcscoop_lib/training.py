@@ -18,7 +18,7 @@ from . import data, methods
 from .evaluation import accuracy
 from .methods import Batch
 from .models import Clip, cached_features, load_clip
-from .prompts import PromptedClip, PromptLearner
+from .prompts import SINGLE_TEMPLATE, PromptedClip, PromptLearner
 
 
 @dataclass
@@ -74,6 +74,7 @@ class Task:
     train_labels: torch.Tensor
     val: dict                      # "base"/"new" -> (features, labels)
     test: dict                     # "base"/"new" -> (features, labels)
+    template: str = SINGLE_TEMPLATE   # the dataset's hand-written prompt (zero-shot and the teachers)
 
 
 def prepare_task(clip: Clip, dataset_name: str, shots: int, seed: int, views: int = 1,
@@ -92,7 +93,8 @@ def prepare_task(clip: Clip, dataset_name: str, shots: int, seed: int, views: in
     val = {"base": encode(dataset.val, base), "new": encode(dataset.val, new)}
     test = {"base": encode(dataset.test, base), "new": encode(dataset.test, new)}
     names = dataset.classnames
-    return Task([names[c] for c in base], [names[c] for c in new], features, torch.from_numpy(train.labels), val, test)
+    return Task([names[c] for c in base], [names[c] for c in new], features, torch.from_numpy(train.labels), val, test,
+                dataset.template)
 
 
 def lr_at(epoch: int, epochs: int, base_lr: float, warmup_lr: float = 1e-5) -> float:
@@ -110,10 +112,11 @@ class TrainResult:
     seconds: float
 
 
-def build_model(clip: Clip, config: TrainConfig, classnames: list[str]) -> PromptedClip:
+def build_model(clip: Clip, config: TrainConfig, classnames: list[str], template: str = SINGLE_TEMPLATE) -> PromptedClip:
+    """A fresh prompted CLIP for a config; `template` is the hand-written prompt its teachers use."""
     learner = PromptLearner(clip, classnames, config.n_ctx, config.ctx_init, config.position,
                             config.class_specific, seed=config.seed)
-    return PromptedClip(clip, learner)
+    return PromptedClip(clip, learner, template)
 
 
 def train(config: TrainConfig, clip: Clip | None = None, task: Task | None = None, track: bool = False,
@@ -128,7 +131,7 @@ def train(config: TrainConfig, clip: Clip | None = None, task: Task | None = Non
     clip = clip or load_clip(config.model, config.pretrained)
     task = task or prepare_task(clip, config.dataset, config.shots, config.seed, config.views, split_dir)
     torch.manual_seed(config.seed)
-    model = build_model(clip, config, task.base_names)
+    model = build_model(clip, config, task.base_names, task.template)
     new_model = model.for_classes(task.new_names) if track else None
 
     def batch_at(view, idx):

@@ -5,6 +5,7 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import torchvision_layouts as tvl
@@ -314,3 +315,21 @@ def test_an_interrupted_download_leaves_nothing_half_written(tmp_path, fake_pets
     (tmp_path / "torchvision" / "oxford-iiit-pet" / "images").mkdir(parents=True)
     with pytest.raises(FileExistsError, match="is incomplete .*remove it"):
         paper_data.download("oxford_pets", root=tmp_path)
+
+
+def test_zero_shot_and_teachers_use_the_dataset_template(clip, tmp_path, monkeypatch):
+    """Oxford Pets' hand-written prompt is "a photo of a {}, a type of pet.", as in the papers."""
+    from gcscoop_lib import evaluation
+    from gcscoop_lib.prompts import zero_shot_weights
+
+    split_file_fixture(tmp_path, per_split=(4, 2, 3))
+    monkeypatch.setenv("GCSCOOP_DATA", str(tmp_path))
+    data.clear_dataset_cache()
+    task = prepare_task(clip, "oxford_pets", shots=2, seed=1)
+    assert task.template == "a photo of a {}, a type of pet."
+    assert evaluation.evaluate_zero_shot(clip, task) == evaluation.evaluate_zero_shot(clip, task, task.template)
+    result = train(TrainConfig(method="kgcoop", dataset="oxford_pets", shots=2, epochs=1, batch_size=4), clip, task)
+    expected = zero_shot_weights(clip, task.base_names, "a photo of a {}, a type of pet.")
+    assert torch.allclose(result.model.zs_text, expected, atol=1e-6)
+    assert not torch.allclose(result.model.zs_text, zero_shot_weights(clip, task.base_names), atol=1e-3)
+    data.clear_dataset_cache()
