@@ -279,6 +279,10 @@ def sweep(configs: list[TrainConfig], results, executor: str = "inline", jobs: i
     configs = [c.resolved() for c in configs]
     runner = Runner(results, device, records_file)
     todo = [c for c in configs if c.key() not in runner.stored or not runner.is_current(runner.stored[c.key()])]
+    for name in sorted({c.dataset for c in todo} & set(paper_data.REGISTRY)):
+        if paper_data.missing(name):   # fail here, in one line, rather than inside a job
+            raise FileNotFoundError(f"{name} is not under {paper_data.data_root()}: run `python -m gcscoop_lib "
+                                    f"prepare {name}` to see what to fetch (or --download it)")
     if todo and executor == "inline":
         run_configs(todo, results, device, records_file)
     elif todo:

@@ -2,6 +2,8 @@
 embeddings (01_zero_shot, 02_coop)."""
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -62,6 +64,10 @@ class TextEncoder(nn.Module):
         self.register_buffer("attn_mask", model.attn_mask, persistent=False)
         plain = all(isinstance(block.attn, nn.MultiheadAttention) for block in self.transformer.resblocks)
         self.reference = reference or self.attn_mask is None or not plain
+        if self.reference and not reference:
+            warnings.warn("this CLIP's text blocks are not plain causal self-attention (another open_clip "
+                          "version?): the text encoder takes the slower full-context path; results are unchanged",
+                          stacklevel=2)
 
     def forward(self, embeddings: torch.Tensor, tokens: torch.Tensor, shared: int = 0) -> torch.Tensor:
         eot = tokens.argmax(dim=-1)

@@ -222,6 +222,14 @@ def test_sweep_skips_finished_runs_and_aggregates(tmp_path, executor):
     assert csv.splitlines()[0].startswith("method,dataset,base") and len(csv.splitlines()) == 5
 
 
+def test_sweep_refuses_a_missing_paper_dataset_before_any_job(tmp_path, monkeypatch):
+    monkeypatch.setenv("GCSCOOP_DATA", str(tmp_path / "data"))
+    config = TrainConfig(method="coop", dataset="dtd", shots=2, epochs=1)
+    with pytest.raises(FileNotFoundError, match=r"prepare dtd` to see what to fetch"):
+        experiments.sweep([config], tmp_path / "results", "local", device="cpu")
+    assert not (tmp_path / "results" / "submitit").exists()
+
+
 def test_unknown_executor():
     with pytest.raises(ValueError, match="unknown executor"):
         experiments.sweep([], "unused", executor="kubernetes")
@@ -341,3 +349,34 @@ def test_stored_split_must_come_from_the_same_images(tmp_path):
 def test_per_epoch_share():
     steps = [{"epoch": 0, "conflict": True}, {"epoch": 0, "conflict": False}, {"epoch": 1, "conflict": True}]
     assert diagnostics.per_epoch_share(steps, "conflict") == ([1, 2], [0.5, 1.0])
+
+
+def test_text_encoder_warns_when_it_cannot_take_the_fast_path(clip, monkeypatch):
+    class OtherAttention(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *args, **kwargs):
+            return self.inner(*args, **kwargs)
+
+    block = clip.model.transformer.resblocks[0]
+    monkeypatch.setattr(block, "attn", OtherAttention(block.attn))
+    with pytest.warns(UserWarning, match="slower full-context path; results are unchanged"):
+        encoder = TextEncoder(clip)
+    assert encoder.reference
+
+
+def test_the_lock_satisfies_the_package_ranges():
+    """requirements.txt (what CI and the book run) lies inside pyproject's ranges (what Colab installs)."""
+    import tomllib
+    from pathlib import Path
+
+    from packaging.requirements import Requirement
+
+    root = Path(__file__).parent.parent
+    pins = dict(line.split("==") for line in (root / "requirements.txt").read_text().split() if "==" in line)
+    for spec in tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"]:
+        requirement = Requirement(spec)
+        assert requirement.name in pins, f"{requirement.name} is not in the lock"
+        assert requirement.specifier.contains(pins[requirement.name]), f"{spec} excludes the lock's {pins[requirement.name]}"
