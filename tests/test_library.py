@@ -351,7 +351,7 @@ def test_per_epoch_share():
     assert diagnostics.per_epoch_share(steps, "conflict") == ([1, 2], [0.5, 1.0])
 
 
-def test_text_encoder_warns_when_it_cannot_take_the_fast_path(clip, monkeypatch):
+def test_text_encoder_warns_when_it_cannot_take_the_fast_path(clip):
     class OtherAttention(torch.nn.Module):
         def __init__(self, inner):
             super().__init__()
@@ -361,10 +361,14 @@ def test_text_encoder_warns_when_it_cannot_take_the_fast_path(clip, monkeypatch)
             return self.inner(*args, **kwargs)
 
     block = clip.model.transformer.resblocks[0]
-    monkeypatch.setattr(block, "attn", OtherAttention(block.attn))
-    with pytest.warns(UserWarning, match="slower full-context path; results are unchanged"):
-        encoder = TextEncoder(clip)
-    assert encoder.reference
+    original = block.attn
+    block.attn = OtherAttention(original)
+    try:
+        with pytest.warns(UserWarning, match="slower full-context path; results are unchanged"):
+            encoder = TextEncoder(clip)
+    finally:
+        block.attn = original
+    assert encoder.reference and isinstance(clip.model.transformer.resblocks[0].attn, torch.nn.MultiheadAttention)
 
 
 def test_the_lock_satisfies_the_package_ranges():
