@@ -7,6 +7,7 @@ import json
 import math
 import platform
 import time
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
@@ -75,7 +76,18 @@ def open_chapter(profile: str, paper_datasets=("oxford_pets",), device="auto", r
     recipe and datasets, the loaded CLIP and a Runner over the profile's records."""
     prof = open_profile(profile, results, paper_datasets)
     clip = load_clip(prof["settings"]["model"], prof["settings"]["pretrained"], device)
+    slow = cpu_warning(clip.name, clip.device)
+    if slow:
+        warnings.warn(slow, stacklevel=2)
     return Chapter(prof["settings"], prof["tuning"], prof["datasets"], clip, Runner(prof["results"], device))
+
+
+def cpu_warning(model: str, device) -> str | None:
+    """A warning for a real-size CLIP on a CPU, where encoding a dataset's images takes hours."""
+    if model == "tiny" or torch.device(device).type != "cpu":
+        return None
+    return (f"{model} on a CPU: encoding the datasets' images (once, then cached) takes hours and every "
+            "training step seconds; use a GPU runtime (in Colab: Runtime > Change runtime type > GPU)")
 
 
 def load_tuning(path) -> dict:

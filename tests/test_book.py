@@ -31,6 +31,7 @@ def test_chapter_is_committed_executed(path):
     assert not errors, "committed error outputs"
     assert any("parameters" in c["metadata"].get("tags", []) for c in code), "no cell tagged 'parameters'"
     assert "colab.research.google.com" in json.dumps(nb["cells"][0]), "first cell has no Colab badge"
+    assert nb["metadata"]["accelerator"] == "GPU" and nb["metadata"]["colab"]["gpuType"], "Colab would not ask for a GPU"
 
 
 @pytest.mark.skipif(not HTML.exists(), reason="HTML not built: run `make html`")

@@ -230,6 +230,12 @@ def test_sweep_refuses_a_missing_paper_dataset_before_any_job(tmp_path, monkeypa
     assert not (tmp_path / "results" / "submitit").exists()
 
 
+def test_a_real_size_clip_on_a_cpu_is_warned_about():
+    assert "use a GPU runtime" in experiments.cpu_warning("ViT-B-16", "cpu")
+    assert experiments.cpu_warning("tiny", "cpu") is None
+    assert experiments.cpu_warning("ViT-B-16", "cuda") is None
+
+
 def test_unknown_executor():
     with pytest.raises(ValueError, match="unknown executor"):
         experiments.sweep([], "unused", executor="kubernetes")
