@@ -144,16 +144,20 @@ class Runner:
         return {"code": records.method_fingerprint(config.method), "weights": self.clip(config).fingerprint}
 
     def is_current(self, record: dict) -> bool:
-        config = TrainConfig(**record["config"])
-        return record.get("stamp") == self.stamp(config)
+        return record.get("stamp") == self.stamp(TrainConfig(**record["config"]))
+
+    def current(self, config: TrainConfig) -> dict | None:
+        """The stored record of a resolved config, if the code and weights that made it are current."""
+        old = self.stored.get(config.key())
+        return old if old is not None and self.is_current(old) else None
 
     def run(self, config: TrainConfig, force: bool = False) -> dict:
         """Train (or just evaluate, for zero-shot) and record; a current record is loaded unless forced."""
         config = config.resolved()
-        key, stamp = config.key(), self.stamp(config)
-        old = self.stored.get(key)
-        if old is not None and old.get("stamp") == stamp and not force:
+        old = self.current(config)
+        if old is not None and not force:
             return old
+        key, stamp = config.key(), self.stamp(config)
         clip, task = self.clip(config), self.task(config)
         start = time.time()
         if config.method == "zeroshot":
@@ -290,7 +294,7 @@ def sweep(configs: list[TrainConfig], results, executor: str = "inline", jobs: i
     results = results_dir(results)
     configs = [c.resolved() for c in configs]
     runner = Runner(results, device, records_file)
-    todo = [c for c in configs if c.key() not in runner.stored or not runner.is_current(runner.stored[c.key()])]
+    todo = [c for c in configs if runner.current(c) is None]
     for name in sorted({c.dataset for c in todo} & set(paper_data.REGISTRY)):
         if paper_data.missing(name):   # fail here, in one line, rather than inside a job
             raise FileNotFoundError(f"{name} is not under {paper_data.data_root()}: run `python -m gcscoop_lib "
