@@ -1,6 +1,10 @@
 """The committed chapters are executed, clean and parameterised; the rendered pages show their figures."""
+import importlib.metadata
 import json
 import re
+import subprocess
+import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -57,11 +61,100 @@ def test_readme_table_is_the_benchmark_file():
     assert rows and all(row in readme for row in rows)
 
 
-def test_repository_url_is_set_in_one_place():
+def colab_cell(path: Path) -> str:
+    """The source of a chapter's first code cell, the one that sets Colab up."""
+    cells = json.loads(path.read_text())["cells"]
+    return "".join(next(c for c in cells if c["cell_type"] == "code")["source"])
+
+
+def test_every_chapter_has_the_same_colab_cell_and_repository():
     url = re.search(r"url: (\S+)", (ROOT / "_config.yml").read_text()).group(1)
-    for path in CHAPTERS:
-        found = set(re.findall(r'gcscoop_lib @ git\+([^\\"]+)\\"', path.read_text()))
-        assert found == {url}, path.name
+    cells = {colab_cell(path) for path in CHAPTERS}
+    assert len(cells) == 1, "the chapters' Colab cells differ"
+    cell = cells.pop()
+    assert set(re.findall(r'"(https://github.com/[^"]+)"', cell)) == {url}
+    assert "os.chdir" in cell and "check=True" in cell
+
+
+def test_colab_cell_stops_with_one_line_when_the_install_fails(tmp_path, monkeypatch, capsys):
+    """An unreachable repository stops the cell with one line naming the fix, before anything is imported."""
+    import types
+
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    monkeypatch.setenv("GCSCOOP_BOOK_REPO", (tmp_path / "no-such-repository").as_uri())
+    monkeypatch.setenv("GCSCOOP_BOOK_DIR", str(tmp_path / "clone"))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        exec(colab_cell(CHAPTERS[0]), {"__name__": "__main__"})
+    message = str(stop.value)
+    assert "\n" not in message and "internet connection" in message and "run this cell again" in message
+    assert "no-such-repository" in capsys.readouterr().out, "git's own error is not shown"
+    assert Path.cwd() == tmp_path
+
+
+@pytest.fixture
+def colab_kernel(tmp_path, monkeypatch):
+    """A Jupyter kernel that stands in for Colab's: its own throwaway venv that sees the project's
+    packages (but not the project's own editable install, whose .pth it does not run), with a fake
+    google.colab imported at start-up. pip installs there, never into the project's .venv."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    site = Path(subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               check=True, capture_output=True, text=True).stdout.strip())
+    (site / "google" / "colab").mkdir(parents=True)
+    (site / "google" / "colab" / "__init__.py").write_text('"""Stand-in for Colab\'s module."""\n')
+    (site / "colab_marker.pth").write_text("import google.colab\n")
+    (site / "project_packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    spec = tmp_path / "jupyter" / "kernels" / "colab-stand-in"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({"argv": [str(python), "-m", "ipykernel_launcher", "-f",
+                                                           "{connection_file}"],
+                                                  "display_name": "Colab stand-in", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    return spec.name
+
+
+def test_chapter_opened_alone_in_colab_prints_the_books_numbers(tmp_path, colab_kernel, monkeypatch):
+    """One chapter opened alone, as Colab opens it: from an empty folder, under a stand-in Colab, its
+    first cell clones the repository, installs it and works from the clone's book/ folder, so the
+    chapter finds the tuned recipe and the run records and prints the book's numbers.
+
+    The repository is a local clone of this one, so this runs the committed HEAD (its chapter, its
+    library, its records): commit a change to the Colab cell before this test can see it.
+    """
+    import papermill
+
+    installed = importlib.metadata.distribution("gcscoop_lib").read_text("direct_url.json")
+    source = tmp_path / "repository"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(source)], check=True)
+    chapter = source / "book" / "06_benchmark.ipynb"    # every number it prints is read from records
+    alone = tmp_path / "colab"
+    alone.mkdir()
+    monkeypatch.setenv("GCSCOOP_BOOK_REPO", source.as_uri())
+    monkeypatch.setenv("GCSCOOP_BOOK_DIR", str(tmp_path / "gcscoop-book"))
+    out = alone / chapter.name
+    papermill.execute_notebook(str(chapter), str(out), cwd=str(alone), kernel_name=colab_kernel,
+                               progress_bar=False)
+    assert (tmp_path / "gcscoop-book" / "results" / "tuning.json").exists()
+    executed, committed = shown(json.loads(out.read_text())), shown(json.loads(chapter.read_text()))
+    assert executed == committed and any(re.search(r"\d\.\d", text) for text in committed)
+    assert importlib.metadata.distribution("gcscoop_lib").read_text("direct_url.json") == installed
+
+
+def shown(nb: dict) -> list[str]:
+    """What each code cell after the Colab cell printed or displayed as text (stdout only; cells
+    whose output nbval ignores, such as run times, left out)."""
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"][1:]
+    texts = []
+    for cell in code:
+        if "NBVAL_IGNORE_OUTPUT" in "".join(cell["source"]):
+            continue
+        for output in cell.get("outputs", []):
+            if output.get("name") != "stderr":
+                texts.append("".join(output.get("text", "")) + "".join(
+                    "".join(output.get("data", {}).get(kind, "")) for kind in ("text/plain", "text/markdown")))
+    return texts
 
 
 def test_readme_speed_table_is_the_benchmark_file():
