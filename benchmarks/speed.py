@@ -15,7 +15,8 @@ view, no augmentation, so both must end with the same accuracy for the same seed
 
 With --model, an open_clip architecture with *random* weights (the same compute as the
 pretrained ones, no download) is timed on synthetic images and class names, at each number
-of classes, with bf16 autocast on a GPU; it reports steps/s, peak GPU memory and the text
+of classes, in the device's precision (bf16 autocast on a GPU with bf16, else fp32:
+gcscoop_lib.models.autocast_dtype); it reports steps/s, peak GPU memory and the text
 encoder's achieved TFLOP/s (a count of its matrix multiplications: the forward pass, and a
 backward pass that computes input gradients only, since the encoder's weights are frozen).
 """
@@ -31,7 +32,7 @@ import torch.nn.functional as F
 
 from gcscoop_lib import data, evaluation, experiments, methods, training
 from gcscoop_lib.methods import Batch
-from gcscoop_lib.models import load_clip, normalise_images
+from gcscoop_lib.models import autocast, load_clip, normalise_images
 from gcscoop_lib.prompts import PromptedClip, PromptLearner, TextEncoder
 
 METHODS = ["coop", "prograd", "gcscoop"]
@@ -136,7 +137,7 @@ def synthetic(args) -> None:
         images = torch.rand(args.batch, 3, clip.image_size, clip.image_size, generator=generator).to(device)
         images = normalise_images(clip, images)
         labels = torch.randint(k, (args.batch,), generator=generator).to(device)
-        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        with torch.no_grad(), autocast(device):
             features = F.normalize(clip.model.encode_image(images).float(), dim=-1)
         for method in METHODS:
             hp, update = methods.get(method).hparams(), methods.get(method).update
@@ -151,7 +152,7 @@ def synthetic(args) -> None:
                     model.text_encoder = TextEncoder(clip, reference=True)
                 if device.type == "cuda":
                     torch.cuda.reset_peak_memory_stats()
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                with autocast(device):
                     rate = steps_per_second(model, batch, hp, update, args.steps, device)
                 memory = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None
                 passes = 2 if method == "gcscoop" else 1

@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from . import settings
+from . import models, settings
 from .models import Clip
 
 SINGLE_TEMPLATE = "a photo of a {}."
@@ -237,9 +237,8 @@ class PromptedClip(nn.Module):
         return self.encode_prompts(self.learner())
 
     def encode_prompts(self, embeddings: torch.Tensor) -> torch.Tensor:
-        device_type = self.clip.device.type
         tokens = self.learner.token_ids()
-        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=device_type == "cuda"):
+        with models.autocast(self.clip.device):
             if self.text_chunk and len(tokens) > self.text_chunk:
                 features = torch.cat([
                     checkpoint(self.text_encoder, embeddings[i:i + self.text_chunk], tokens[i:i + self.text_chunk],

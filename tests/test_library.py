@@ -257,6 +257,34 @@ def test_chunked_text_encoding_gives_the_same_features_and_gradients(clip):
     assert torch.allclose(grads[0], grads[1], atol=1e-6)
 
 
+@pytest.mark.parametrize("device,hip,capability,expected", [
+    ("cuda", None, (8, 0), torch.bfloat16),     # A100, L4, H100: bf16 in hardware
+    ("cuda:1", None, (9, 0), torch.bfloat16),   # the capability of the device asked for
+    ("cuda", None, (7, 5), None),               # T4, Colab's free GPU: bf16 only emulated, so fp32
+    ("cuda", "6.2", (9, 4), torch.bfloat16),    # ROCm
+    ("cpu", None, (9, 0), None),
+    ("mps", None, (9, 0), None)])
+def test_precision_follows_the_device(monkeypatch, device, hip, capability, expected):
+    from gcscoop_lib import models
+
+    asked = []
+    monkeypatch.setattr(torch.version, "hip", hip)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None: asked.append(d) or capability)
+    assert models.autocast_dtype(device) == expected
+    assert asked in ([], [torch.device(device)])
+
+
+def test_prompts_run_in_the_precision_chosen_for_the_device(clip, monkeypatch):
+    from gcscoop_lib import models
+    from gcscoop_lib.prompts import PromptedClip
+
+    model = PromptedClip(clip, PromptLearner(clip, NAMES))
+    fp32 = model.text_features()
+    monkeypatch.setattr(models, "autocast_dtype", lambda device: torch.bfloat16)  # as on a GPU with bf16
+    bf16 = model.text_features()
+    assert bf16.dtype == torch.float32 and not torch.equal(bf16, fp32) and torch.allclose(bf16, fp32, atol=0.05)
+
+
 def test_profiles(tmp_path):
     with pytest.raises(FileNotFoundError, match="python -m gcscoop_lib tune"):
         experiments.open_profile("tiny", tmp_path)
