@@ -10,6 +10,9 @@ import contextlib
 import hashlib
 import json
 import os
+import socket
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,6 +83,69 @@ def verify_checksum(folder: Path) -> str:
     return actual
 
 
+def reachable(url: str, timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to url's host (or to the proxy the environment puts in front of
+    it) opens within `timeout` seconds."""
+    parts = urllib.parse.urlsplit(url)
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if proxy and not urllib.request.proxy_bypass(parts.hostname):
+        parts = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    try:
+        socket.create_connection((parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)),
+                                 timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def download_blocked(name: str, pretrained: str | None) -> tuple[str | None, bool]:
+    """Why open_clip cannot download (name, pretrained)'s weights now (None when it can, or need
+    not), and whether they are already in the local cache (Hugging Face's, or open_clip's
+    ~/.cache/clip for plain URLs).
+
+    A quick look before open_clip's own download, which offline retries for about a minute:
+    HF_HUB_OFFLINE=1 blocks the hub, and otherwise the host (the hub, HF_ENDPOINT's mirror, or
+    the weights' URL) must answer within seconds.
+    """
+    import open_clip
+    from open_clip import pretrained as known
+
+    cfg = open_clip.get_pretrained_cfg(name, pretrained) if pretrained else {}
+    if not cfg or "file" in cfg:          # no weights, a local file, or a tag open_clip will reject
+        return None, False
+    if cfg.get("hf_hub") and known.has_hf_hub():
+        import huggingface_hub
+        from huggingface_hub import constants
+
+        repo, filename = os.path.split(cfg["hf_hub"])
+        filename = filename or known.HF_WEIGHTS_NAME
+        safe = known.HF_SAFE_WEIGHTS_NAME if filename == known.HF_WEIGHTS_NAME else \
+            os.path.splitext(filename)[0] + ".safetensors"
+        cached = any(isinstance(huggingface_hub.try_to_load_from_cache(repo, f), str) for f in (safe, filename))
+        if constants.HF_HUB_OFFLINE:
+            return "HF_HUB_OFFLINE=1", cached
+        url = constants.ENDPOINT
+    else:
+        url = cfg["url"]
+        cached = os.path.isfile(os.path.join(os.path.expanduser("~/.cache/clip"), os.path.basename(url)))
+    return (None if reachable(url) else f"{urllib.parse.urlsplit(url).hostname} cannot be reached"), cached
+
+
+@contextlib.contextmanager
+def hub_offline(offline: bool):
+    """While loading, tell huggingface_hub it is offline (it then reads its cache at once)."""
+    if not offline:
+        yield
+        return
+    from huggingface_hub import constants
+
+    before, constants.HF_HUB_OFFLINE = constants.HF_HUB_OFFLINE, True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = before
+
+
 def load_clip(name: str = "tiny", pretrained: str | None = None, device: str | torch.device = "auto") -> Clip:
     """Load a frozen CLIP in eval mode (01_zero_shot). 'tiny' is offline; others use open_clip."""
     import open_clip
@@ -95,8 +161,13 @@ def load_clip(name: str = "tiny", pretrained: str | None = None, device: str | t
         if name not in open_clip.list_models():
             raise ValueError(f"unknown model {name!r}: use 'tiny' (offline) or one of open_clip.list_models(), "
                              "e.g. 'ViT-B-16'")
+        blocked, cached = download_blocked(name, pretrained)
+        if blocked and not cached:
+            raise RuntimeError(f"could not load {name} with pretrained={pretrained!r} ({blocked} and its weights "
+                               "are not in the local cache): this needs internet; offline, use load_clip('tiny')")
         try:
-            model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained)
+            with hub_offline(blocked is not None):
+                model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained)
         except Exception as error:  # hub downloads fail offline with many exception types
             raise RuntimeError(f"could not load {name} with pretrained={pretrained!r} ({type(error).__name__}): "
                                "this needs internet; offline, use load_clip('tiny')") from error

@@ -196,6 +196,77 @@ def test_hub_model_offline_names_the_tiny_alternative(monkeypatch):
         load_clip("RN50", "openai", device="cpu")
 
 
+@pytest.fixture
+def hub(monkeypatch):
+    """A stand-in for the network and open_clip's loader: records what load_clip asks of them."""
+    import huggingface_hub
+    import open_clip
+    from huggingface_hub import constants
+
+    from gcscoop_lib import models
+
+    calls = {"probed": [], "loaded": [], "cached": set(), "up": False}
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "https://hf-mirror.example")   # as HF_ENDPOINT sets it
+    monkeypatch.setattr(models, "reachable", lambda url, timeout=3.0: calls["probed"].append(url) or calls["up"])
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache",
+                        lambda repo, filename, **kw: f"/cache/{filename}" if filename in calls["cached"] else None)
+
+    def loader(name, pretrained=None, **kw):
+        calls["loaded"].append(constants.HF_HUB_OFFLINE)
+        raise OSError("stand-in loader")
+    monkeypatch.setattr(open_clip, "create_model_and_transforms", loader)
+    return calls
+
+
+def test_hub_weights_offline_fail_at_once_without_open_clip(hub):
+    """Not cached and the hub (here HF_ENDPOINT's mirror) unreachable: one line, open_clip never called."""
+    with pytest.raises(RuntimeError) as error:
+        load_clip("ViT-B-16", "openai", device="cpu")
+    message = str(error.value)
+    assert "\n" not in message and "hf-mirror.example cannot be reached" in message
+    assert message.endswith("this needs internet; offline, use load_clip('tiny')")
+    assert hub["probed"] == ["https://hf-mirror.example"] and hub["loaded"] == []
+
+
+def test_hub_offline_is_not_probed(hub, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(RuntimeError, match="HF_HUB_OFFLINE=1"):
+        load_clip("ViT-B-16", "openai", device="cpu")
+    assert hub["probed"] == [] and hub["loaded"] == []
+
+
+@pytest.mark.parametrize("up", [True, False])
+def test_cached_hub_weights_load_offline_when_the_hub_is_down(hub, up):
+    """Cached weights go to open_clip; with the hub down, huggingface_hub is told it is offline (no retries)."""
+    from huggingface_hub import constants
+
+    hub["cached"], hub["up"] = {"open_clip_model.safetensors"}, up
+    with pytest.raises(RuntimeError, match="OSError"):
+        load_clip("ViT-B-16", "openai", device="cpu")
+    assert hub["loaded"] == [not up] and constants.HF_HUB_OFFLINE is False
+
+
+def test_reachable_probes_the_host_or_its_proxy(monkeypatch):
+    import socket
+
+    from gcscoop_lib.models import reachable
+
+    for variable in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", "no_proxy",
+                     "NO_PROXY"):
+        monkeypatch.delenv(variable, raising=False)
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        assert reachable(f"http://127.0.0.1:{port}", timeout=2)
+        monkeypatch.setenv("https_proxy", f"http://127.0.0.1:{port}")
+        assert reachable("https://huggingface.invalid", timeout=2)
+    monkeypatch.delenv("https_proxy")
+    assert not reachable(f"http://127.0.0.1:{port}", timeout=2)
+    assert not reachable("https://huggingface.invalid", timeout=2)
+
+
 @pytest.mark.parametrize("class_specific", [False, True])
 def test_shortcuts_match_the_full_context_in_value_and_gradient(clip, class_specific):
     learner = PromptLearner(clip, NAMES, ctx_init=None, class_specific=class_specific, seed=3)
