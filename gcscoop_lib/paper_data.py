@@ -541,9 +541,16 @@ _WARNED: set[str] = set()  # datasets already warned about, so the warning print
 
 def load(name: str, size: int = 224, root: Path | None = None) -> FileSplits:
     """A paper dataset's train/val/test files from CoOp's or torchvision's layout (see `prepare`
-    for what to fetch). Warns once when the split is not the papers' (no CoOp split file)."""
+    for what to fetch). A dataset that is missing and that torchvision fetches by default is
+    downloaded first where downloads are allowed (GCSCOOP_ALLOW_DOWNLOAD=1, the default in Colab).
+    Warns once when the split is not the papers' (no CoOp split file)."""
     _spec(name)
-    splits = _read(name, size, Path(root or data_root()))
+    root = Path(root or data_root())
+    tv = TORCHVISION.get(name)
+    if find_layout(name, root) is None and settings.current().allow_download and tv and tv.fetch and not tv.too_big:
+        for line in download(name, root):
+            print(line)
+    splits = _read(name, size, root)
     if not splits.notes["paper_split"] and name not in _WARNED:
         _WARNED.add(name)
         warnings.warn(f"{name}: no CoOp split file at {splits.notes['split_file']}, so the split is "

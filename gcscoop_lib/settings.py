@@ -15,8 +15,8 @@ VARIABLES = {  # field -> (environment variable, what it sets)
     "results": ("GCSCOOP_RESULTS", "run records, the tuned recipe and the benchmark tables"),
     "tiny_dir": ("GCSCOOP_TINY_DIR", "another copy of the tiny CLIP's weights"),
     "fashion_dir": ("GCSCOOP_FASHION_DIR", "a folder with Fashion-MNIST's four idx .gz files"),
-    "allow_download": ("GCSCOOP_ALLOW_DOWNLOAD", "1: fetch Fashion-MNIST through torchvision when it is missing "
-                                                 "(the default in Colab)"),
+    "allow_download": ("GCSCOOP_ALLOW_DOWNLOAD", "1: fetch Fashion-MNIST, and the papers' datasets that torchvision "
+                                                 "fetches, when they are missing (the default in Colab)"),
     "data_root": ("GCSCOOP_DATA", "the papers' datasets"),
     "compile": ("GCSCOOP_COMPILE", "1: torch.compile the text encoder"),
     "text_chunk": ("GCSCOOP_TEXT_CHUNK", "encode class prompts this many at a time (0: all at once)"),

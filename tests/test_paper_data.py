@@ -317,6 +317,25 @@ def test_an_interrupted_download_leaves_nothing_half_written(tmp_path, fake_pets
         paper_data.download("oxford_pets", root=tmp_path)
 
 
+def test_load_downloads_a_missing_dataset_only_where_allowed(tmp_path, fake_pets_download, fresh_warnings,
+                                                            monkeypatch, capsys):
+    """The paper profile in Colab (downloads allowed by default): a missing dataset that torchvision
+    fetches is downloaded by the first load; elsewhere load says what to run."""
+    monkeypatch.setenv("GCSCOOP_ALLOW_DOWNLOAD", "0")
+    with pytest.raises(FileNotFoundError, match="prepare --download oxford_pets"):
+        paper_data.load("oxford_pets", root=tmp_path)
+    with pytest.raises(FileNotFoundError, match="fetch"):   # too big to fetch unasked, even where allowed
+        monkeypatch.setenv("GCSCOOP_ALLOW_DOWNLOAD", "1")
+        paper_data.load("sun397", root=tmp_path)
+    assert fake_pets_download.calls == []
+    with pytest.warns(UserWarning, match="no CoOp split file"):
+        splits = paper_data.load("oxford_pets", root=tmp_path)
+    assert len(fake_pets_download.calls) == 1 and "downloaded with torchvision" in capsys.readouterr().out
+    assert splits.classnames == ["abyssinian", "bengal", "american bulldog", "yorkshire terrier"]
+    paper_data.load("oxford_pets", root=tmp_path)
+    assert len(fake_pets_download.calls) == 1
+
+
 def test_zero_shot_and_teachers_use_the_dataset_template(clip, tmp_path, monkeypatch):
     """Oxford Pets' hand-written prompt is "a photo of a {}, a type of pet.", as in the papers."""
     from gcscoop_lib import evaluation
