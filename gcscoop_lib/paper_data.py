@@ -592,7 +592,11 @@ def download(name: str, root: Path | None = None, *, large: bool = False) -> lis
     try:
         import torchvision.datasets
 
-        getattr(torchvision.datasets, tv.cls)(str(staging), download=True)
+        try:
+            getattr(torchvision.datasets, tv.cls)(str(staging), download=True)
+        except OSError as error:    # offline: urllib's URLError, socket errors
+            raise RuntimeError(f"{name}: torchvision's download failed ({error}): this needs internet; or fetch "
+                               f"by hand {spec.instructions}") from error
         for archive in (staging / tv.folder).iterdir():
             if archive.is_file() and archive.name.endswith(ARCHIVE_SUFFIXES):
                 archive.unlink()

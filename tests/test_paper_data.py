@@ -306,6 +306,20 @@ def test_download_calls_torchvision_and_moves_the_result_into_place(tmp_path, fa
     assert len(fake_pets_download.calls) == 1
 
 
+def test_an_offline_download_fails_in_one_line_and_leaves_nothing(tmp_path, monkeypatch):
+    import urllib.error
+
+    import torchvision.datasets
+
+    def offline(root, download=False):
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+    monkeypatch.setattr(torchvision.datasets, "OxfordIIITPet", offline)
+    with pytest.raises(RuntimeError) as error:
+        paper_data.download("oxford_pets", root=tmp_path)
+    assert "\n" not in str(error.value) and "this needs internet" in str(error.value)
+    assert list((tmp_path / "torchvision").iterdir()) == []
+
+
 def test_an_interrupted_download_leaves_nothing_half_written(tmp_path, fake_pets_download):
     fake_pets_download.fail = True
     with pytest.raises(KeyboardInterrupt):
