@@ -233,14 +233,28 @@ def choose_knob(trials: list[dict], knob: str, default: float) -> float:
     return min(close, key=lambda t: (abs(math.log(t[knob] / default)), t[knob]))[knob]
 
 
+MAX_EXTENSIONS = 2
+
+
+def extend_grid(values: list[float], chosen: float) -> float | None:
+    """The next value beyond a grid's edge when the chosen one sits on it, at the edge's own
+    ratio (8 after a grid ending 2, 4; 1 before one starting 2, 4), else None."""
+    if chosen == values[-1]:
+        return round(values[-1] * values[-1] / values[-2], 6)
+    if chosen == values[0]:
+        return round(values[0] * values[0] / values[1], 6)
+    return None
+
+
 def tune(datasets: list[str], runner: Runner, seeds=TUNING_SEEDS, log=print) -> dict:
     """Choose the shared recipe, then each method's knob, on the validation split only.
 
     1. The recipe (lr, epochs, batch size) maximises CoOp's base validation accuracy,
        averaged over datasets and seeds; every method then uses it.
-    2. Each method's knob is chosen on validation H from its grid of four values
+    2. Each method's knob is chosen on validation H from its grid (four values)
        (`choose_knob`: the best, or the value nearest the paper's default among those
-       within one standard error of the best). No test image is used.
+       within one standard error of the best). A choice on the grid's edge extends the
+       grid beyond it, up to MAX_EXTENSIONS values. No test image is used.
     """
     def configs(method, recipe, hp=None):
         return [TrainConfig(method=method, dataset=d, seed=s, hparams=hp or {}, **recipe)
@@ -258,15 +272,23 @@ def tune(datasets: list[str], runner: Runner, seeds=TUNING_SEEDS, log=print) -> 
         if not method.grid:
             continue
         (knob, values), = method.grid.items()
-        trials[method.name] = []
-        for value in values:
-            score = validation_scores(runner, configs(method.name, recipe, {knob: value}))
-            trials[method.name].append({knob: value, **score})
-            log(f"{method.name} {knob}={value}: val base {score['base']:.1f} new {score['new']:.1f} "
-                f"H {score['H']:.1f} ± {score['H_se']:.1f}")
-        value = choose_knob(trials[method.name], knob, getattr(method.knobs(), knob))
-        if value in (min(values), max(values)):
-            log(f"note: {method.name}'s {knob} = {value} is on the edge of its grid {values}")
+        values, trials[method.name] = list(values), []
+        default = getattr(method.knobs(), knob)
+        while True:
+            for value in values[len(trials[method.name]):]:
+                score = validation_scores(runner, configs(method.name, recipe, {knob: value}))
+                trials[method.name].append({knob: value, **score})
+                log(f"{method.name} {knob}={value}: val base {score['base']:.1f} new {score['new']:.1f} "
+                    f"H {score['H']:.1f} ± {score['H_se']:.1f}")
+            value = choose_knob(trials[method.name], knob, default)
+            beyond = extend_grid(sorted(values), value)
+            if beyond is None:
+                break
+            if len(values) >= len(method.grid[knob]) + MAX_EXTENSIONS:
+                log(f"note: {method.name}'s {knob} = {value} is still on the edge of {sorted(values)}")
+                break
+            log(f"{method.name}'s {knob} = {value} is on the edge of {sorted(values)}: trying {beyond}")
+            values.append(beyond)
         chosen[method.name] = {knob: value}
     return {"recipe": recipe, "hparams": chosen, "recipe_trials": recipes, "hparam_trials": trials,
             "datasets": datasets, "seeds": list(seeds)}

@@ -1,6 +1,7 @@
 """The text encoder, data splits, schedule, records and every bad-input error."""
 import dataclasses
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -429,6 +430,28 @@ def test_knob_choice_prefers_the_default_within_noise():
     assert experiments.choose_knob(trials, "rho", 0.5) == 0.5
     trials[1]["H_se"] = 0.6
     assert experiments.choose_knob(trials, "rho", 0.05) == 0.05
+
+
+def test_extend_grid_steps_beyond_the_edge_at_its_own_ratio():
+    assert experiments.extend_grid([2.0, 4.0, 8.0, 16.0], 16.0) == 32.0
+    assert experiments.extend_grid([0.25, 0.5, 1.0, 2.0], 0.25) == 0.125
+    assert experiments.extend_grid([0.02, 0.05, 0.2, 0.5], 0.2) is None
+
+
+def test_tune_extends_a_grid_whose_choice_sits_on_its_edge(monkeypatch):
+    """Validation H that keeps rising with KgCoOp's lambda: tune must look beyond 16, at most twice."""
+    def scores(runner, configs):
+        c = configs[0]
+        lam = c.hparams.get("lam", 0.0) if c.method == "kgcoop" else 0.0
+        rise = math.log2(lam) if lam else 0.0
+        return {"base": 70.0 + (c.lr == 0.01), "new": 70.0, "H": 70.0 + rise, "H_se": 0.01}
+
+    monkeypatch.setattr(experiments, "validation_scores", scores)
+    tuning = experiments.tune(["fashion"], runner=None, seeds=(1,), log=lambda line: None)
+    tried = [t["lam"] for t in tuning["hparam_trials"]["kgcoop"]]
+    assert tried == [2.0, 4.0, 8.0, 16.0, 32.0, 64.0]
+    assert tuning["hparams"]["kgcoop"] == {"lam": 64.0}
+    assert tuning["recipe"]["lr"] == 0.01
 
 
 def test_settings_explicit_beats_environment_beats_default(monkeypatch):
