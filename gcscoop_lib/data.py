@@ -1,11 +1,11 @@
 """Datasets, the base/new split and few-shot sampling.
 
-The embedded world (intro, 07_appendix_tiny_clip) lives here: four small downstream tasks that
+The embedded world (intro, 07_appendix_tiny_clip) lives here: five small downstream tasks that
 run offline on a CPU. Two hold real images (Fashion-MNIST, scikit-learn's handwritten
-digits), two are drawn procedurally (shapes, textures). Every downstream task is shown
-in a *style* that the tiny CLIP's pretraining "web" saw rarely and that the generic
-prompt "a photo of a {}." does not mention, which is what leaves room for prompt
-learning, as with real CLIP and real downstream datasets.
+digits), three are drawn procedurally (shapes, textures, and twenty colour-shape pairs).
+Every downstream task is shown in a *style* that the tiny CLIP's pretraining "web" saw
+rarely and that the generic prompt "a photo of a {}." does not mention, which is what
+leaves room for prompt learning, as with real CLIP and real downstream datasets.
 """
 from __future__ import annotations
 
@@ -32,6 +32,13 @@ SHAPE_CLASSES = ["circle", "square", "triangle", "star", "cross",
                  "ring", "diamond", "hexagon", "heart", "crescent"]
 TEXTURE_CLASSES = ["horizontal stripes", "vertical stripes", "diagonal stripes", "checkerboard",
                    "polka dots", "grid", "waves", "concentric circles", "speckles", "gradient"]
+
+# 20 colour-shape pairs, ordered so that CoOp's rule (first half base) puts every colour and
+# every shape on both sides: the new classes are new combinations of known words.
+PAIR_COLOURS = ["red", "green", "blue", "yellow"]
+PAIR_SHAPES = ["circle", "square", "triangle", "star", "heart"]
+COLOURED_SHAPE_CLASSES = [f"{c} {s}" for side in (0, 1) for c in PAIR_COLOURS for s in PAIR_SHAPES
+                          if (PAIR_COLOURS.index(c) + PAIR_SHAPES.index(s)) % 2 == side]
 
 COLOURS = {"red": (1.0, 0.15, 0.1), "green": (0.1, 0.85, 0.2), "blue": (0.15, 0.3, 1.0),
            "yellow": (1.0, 0.9, 0.1), "purple": (0.65, 0.2, 0.9), "orange": (1.0, 0.55, 0.05),
@@ -211,13 +218,14 @@ def apply_style(images: np.ndarray, styles, rng: np.random.Generator) -> np.ndar
 
 
 # ----------------------------------------------------------------------------- downstream tasks
-# Each embedded task: which style it is shown in, how many images per split, and a seed
-# that keeps its images disjoint from the pretraining web's.
+# Each embedded task: its classes, the style it is shown in, and the seed of its images
+# (fixed per task, so adding a task changes no other).
 EMBEDDED = {
-    "fashion": dict(classnames=FASHION_CLASSES, style="inverted"),
-    "digits": dict(classnames=DIGIT_CLASSES, style="noisy"),
-    "shapes": dict(classnames=SHAPE_CLASSES, style="blurry"),
-    "textures": dict(classnames=TEXTURE_CLASSES, style="dark"),
+    "fashion": dict(seed=1001, classnames=FASHION_CLASSES, style="inverted"),
+    "digits": dict(seed=1000, classnames=DIGIT_CLASSES, style="noisy"),
+    "shapes": dict(seed=1002, classnames=SHAPE_CLASSES, style="blurry"),
+    "textures": dict(seed=1003, classnames=TEXTURE_CLASSES, style="dark"),
+    "coloured_shapes": dict(seed=1004, classnames=COLOURED_SHAPE_CLASSES, style="noisy"),
 }
 DIGITS_WEB_FRACTION = 1 / 3  # the first third of the digits feeds the web, the rest the task
 
@@ -246,7 +254,7 @@ def build_embedded(name: str) -> Dataset:
     if name not in EMBEDDED:
         raise ValueError(f"unknown dataset {name!r}: choose one of {sorted(EMBEDDED)}")
     spec = EMBEDDED[name]
-    rng = np.random.default_rng(1000 + sorted(EMBEDDED).index(name))
+    rng = np.random.default_rng(spec["seed"])
     if name == "fashion":
         grey, labels = load_fashion("t10k")
         colour = np.repeat(to_canvas(grey)[..., None], 3, axis=-1)
@@ -255,6 +263,14 @@ def build_embedded(name: str) -> Dataset:
         _, _, grey, labels = digits_split()
         colour = np.repeat(to_canvas(grey)[..., None], 3, axis=-1)
         sizes = (500, 200, len(labels) - 700)
+    elif name == "coloured_shapes":
+        n = 10000
+        labels = np.arange(n) % len(spec["classnames"])
+        colour_of = [c.split()[0] for c in spec["classnames"]]
+        shape_of = [SHAPE_CLASSES.index(c.split()[1]) for c in spec["classnames"]]
+        masks = render_shapes(np.array([shape_of[k] for k in labels]), rng)
+        colour, _ = colourise(masks, rng, [colour_of[k] for k in labels])
+        sizes = (4000, 2000, 4000)
     else:
         n = 5000
         labels = np.arange(n) % 10
