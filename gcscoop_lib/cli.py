@@ -71,7 +71,7 @@ def cmd_tune(args) -> None:
 
 def cmd_benchmark(args) -> None:
     start = time.time()
-    runner = experiments.Runner(args.results, args.device, progress=True)
+    runner = experiments.Runner(args.results, args.device, progress=True, borrow_from=("tuning_runs.jsonl",))
     tuning = experiments.load_tuning(args.tuning or runner.dir / "tuning.json")
     _, table = experiments.run_table(runner, tuning, args.methods, args.datasets, args.seeds, args.force)
     order = [m for m in methods.METHODS if m in args.methods]

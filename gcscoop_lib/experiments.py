@@ -117,14 +117,18 @@ class Runner:
     """Runs configs once, sharing one loaded CLIP and cached tasks (02_coop onwards).
 
     A run's record is reused while its stamp (the code and weights that produce it,
-    gcscoop_lib.records) is current; otherwise the run is done again.
+    gcscoop_lib.records) is current; otherwise the run is done again. A current record of
+    the same config in one of the `borrow_from` files (the tuning runs) is copied over
+    instead of being run again.
     """
 
-    def __init__(self, results=None, device="auto", records_file="runs.jsonl", progress=False):
+    def __init__(self, results=None, device="auto", records_file="runs.jsonl", progress=False,
+                 borrow_from: tuple[str, ...] = ()):
         self.dir = results_dir(results)
         self.path = self.dir / records_file
         self.device, self.progress = device, progress
         self.stored = {r["key"]: r for r in records.read_records(self.path)}
+        self.lendable = {r["key"]: r for name in borrow_from for r in records.read_records(self.dir / name)}
         self._clips, self._tasks = {}, {}
 
     def clip(self, config: TrainConfig):
@@ -157,6 +161,11 @@ class Runner:
         old = self.current(config)
         if old is not None and not force:
             return old
+        lent = self.lendable.get(config.key())
+        if lent is not None and not force and self.is_current(lent):   # the same run, made by `tune`
+            records.append_record(self.path, lent)
+            self.stored[lent["key"]] = lent
+            return lent
         key, stamp = config.key(), self.stamp(config)
         clip, task = self.clip(config), self.task(config)
         start = time.time()
@@ -230,7 +239,9 @@ def choose_knob(trials: list[dict], knob: str, default: float) -> float:
     settled by a fixed rule, not by float rounding."""
     best = max(trials, key=lambda t: t["H"])
     close = [t for t in trials if t["H"] >= best["H"] - best["H_se"]]
-    return min(close, key=lambda t: (abs(math.log(t[knob] / default)), t[knob]))[knob]
+    # Distances are rounded so that two values equally far from the default in ratio (4 and 16
+    # around 8) tie on every machine's libm, and the tie goes to the smaller value.
+    return min(close, key=lambda t: (round(abs(math.log2(t[knob] / default)), 9), t[knob]))[knob]
 
 
 MAX_EXTENSIONS = 2

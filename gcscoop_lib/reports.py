@@ -11,9 +11,9 @@ from .methods import METHODS
 
 def mean_std(values: list[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value)."""
+    if min(values) == max(values):   # identical values (zero-shot over seeds), not their rounded mean
+        return values[0], 0.0
     m = sum(values) / len(values)
-    if len(values) < 2:
-        return m, 0.0
     return m, math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1))
 
 
@@ -25,6 +25,15 @@ def label(method: str) -> str:
 def mean_pm_std(mean: float, std: float) -> str:
     """'mean ± std' to one decimal; a spread of exactly zero (zero-shot across seeds) is left out."""
     return f"{mean:.1f}" if std == 0 else f"{mean:.1f} ± {std:.1f}"
+
+
+def ranking(scores: dict) -> str:
+    """Methods by score, best first, as 'A 75.5 > B 75.2'; '≈' where the one-decimal values are equal (06_benchmark)."""
+    ordered = sorted(scores.items(), key=lambda kv: -kv[1])
+    text = f"{label(ordered[0][0])} {ordered[0][1]:.1f}"
+    for (_, before), (method, score) in zip(ordered, ordered[1:]):
+        text += f" {'≈' if f'{before:.1f}' == f'{score:.1f}' else '>'} {label(method)} {score:.1f}"
+    return text
 
 
 def summarise(records: list[dict]) -> dict:

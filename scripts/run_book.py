@@ -6,12 +6,14 @@
 
 In-place runs keep outputs and execution counts: they are what the rendered book shows
 and what nbval checks. Runs with another device or profile must name --out, so they never
-overwrite the committed CPU outputs. Times go to results/book_times.json.
+overwrite the committed CPU outputs. The run's timestamps are stripped from the notebooks,
+so re-executing an unchanged book changes no file; times go to _build/book_times.json.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -27,6 +29,48 @@ def chapters(only: list[str] | None) -> list[Path]:
     if only:
         found = [p for p in found if any(p.stem.startswith(o) for o in only)]
     return found
+
+
+def strip_timestamps(path: Path) -> None:
+    """Drop what changes on every execution but says nothing about the outputs: papermill's
+    and Jupyter's per-cell timings, papermill's run metadata, and the random ids of widget
+    models (renumbered in the order the widgets were made)."""
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)
+        cell.metadata.pop("papermill", None)
+    nb.metadata.pop("papermill", None)
+    text = nbformat.writes(nb)
+    for number, model_id in enumerate(widget_ids_in_view_order(nb)):
+        text = text.replace(model_id, f"{number + 1:032x}")
+    nb = nbformat.reads(text, as_version=4)
+    widgets = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json")
+    if widgets:
+        widgets["state"] = dict(sorted(widgets["state"].items()))
+    path.write_text(nbformat.writes(nb))
+
+
+def widget_ids_in_view_order(nb) -> list[str]:
+    """Widget model ids in an order fixed by the notebook's content: depth first from each
+    displayed widget through the models its state refers to, then any left over."""
+    state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    order: list[str] = []
+
+    def visit(model_id):
+        if model_id in state and model_id not in order:
+            order.append(model_id)
+            for child in re.findall(r"IPY_MODEL_([0-9a-f]{32})", json.dumps(state[model_id], sort_keys=True)):
+                visit(child)
+
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            view = output.get("data", {}).get("application/vnd.jupyter.widget-view+json")
+            if view:
+                visit(view["model_id"])
+    rest = sorted((m for m in state if m not in order), key=lambda m: json.dumps(state[m], sort_keys=True))
+    return order + rest
 
 
 def main(argv=None) -> int:
@@ -50,10 +94,11 @@ def main(argv=None) -> int:
         print(f"executing {notebook.name} ...", flush=True)
         papermill.execute_notebook(str(notebook), str(out_dir / notebook.name), parameters={} if default else params,
                                    kernel_name="python3", cwd=str(BOOK), progress_bar=False)
+        strip_timestamps(out_dir / notebook.name)
         times[notebook.stem] = round(time.time() - start, 1)
         print(f"  {notebook.name}: {times[notebook.stem]} s", flush=True)
     times["total"] = round(time.time() - total, 1)
-    record = ROOT / "results" / ("book_times.json" if default else f"book_times_{args.device.split(':')[0]}.json")
+    record = ROOT / "_build" / ("book_times.json" if default else f"book_times_{args.device.split(':')[0]}.json")
     if not args.only:
         record.parent.mkdir(exist_ok=True)
         record.write_text(json.dumps({"device": args.device, "seconds": times}, indent=2) + "\n")

@@ -512,3 +512,37 @@ def test_the_lock_satisfies_the_package_ranges():
         requirement = Requirement(spec)
         assert requirement.name in pins, f"{requirement.name} is not in the lock"
         assert requirement.specifier.contains(pins[requirement.name]), f"{spec} excludes the lock's {pins[requirement.name]}"
+
+
+def test_the_benchmark_copies_a_current_tuning_record_instead_of_running_again(tmp_path, monkeypatch):
+    config = TrainConfig(method="coop", dataset="fashion", seed=1).resolved()
+    record = {"key": config.key(), "stamp": "s", "config": dataclasses.asdict(config), "H": 1.0}
+    records.append_record(tmp_path / "tuning_runs.jsonl", record)
+    runner = experiments.Runner(tmp_path, borrow_from=("tuning_runs.jsonl",))
+    monkeypatch.setattr(runner, "is_current", lambda r: r["stamp"] == "s")
+    monkeypatch.setattr(runner, "clip", lambda c: pytest.fail("ran instead of copying the tuning record"))
+    assert runner.run(config) == record
+    assert records.read_records(tmp_path / "runs.jsonl") == [record]
+    records.rewrite_records(tmp_path / "tuning_runs.jsonl", [dict(record, stamp="old")])
+    (tmp_path / "runs.jsonl").unlink()
+    stale = experiments.Runner(tmp_path, borrow_from=("tuning_runs.jsonl",))
+    monkeypatch.setattr(stale, "is_current", lambda r: r["stamp"] == "s")
+    monkeypatch.setattr(stale, "stamp", lambda c: "s")
+    monkeypatch.setattr(stale, "clip", lambda c: (_ for _ in ()).throw(RuntimeError("would run")))
+    with pytest.raises(RuntimeError, match="would run"):
+        stale.run(config)
+
+
+def test_identical_values_have_exactly_zero_spread():
+    assert reports.mean_std([58.5, 58.5, 58.5]) == (58.5, 0.0)
+    assert reports.mean_pm_std(*reports.mean_std([1 / 3] * 3)) == "0.3"
+
+
+def test_knob_choice_breaks_a_ratio_tie_towards_the_smaller_value():
+    trials = [{"lam": 4.0, "H": 74.1, "H_se": 1.1}, {"lam": 16.0, "H": 74.7, "H_se": 0.8}]
+    assert experiments.choose_knob(trials, "lam", 8.0) == 4.0
+
+
+def test_ranking_shows_ties_at_the_printed_precision():
+    assert reports.ranking({"zeroshot": 71.70, "coop": 71.66, "kgcoop": 77.0}) == \
+        "KgCoOp 77.0 > Zero-shot CLIP 71.7 ≈ CoOp 71.7"
