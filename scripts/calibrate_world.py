@@ -11,7 +11,7 @@ small grid, and the test numbers are compared with the calibration targets. SAM-
 and GCSCoOp are never run here: they are measured once, on the frozen world, by
 `python -m gcscoop_lib tune` and `benchmark`.
 
-The log goes to results/world_design.jsonl (one line per candidate) and
+The log goes to results/world_design.json (one entry per candidate) and
 results/world_design.md (rendered by the appendix).
 """
 from __future__ import annotations
@@ -220,7 +220,7 @@ def main(argv=None):
                         help="which half of each task's classes is base (a check before freezing)")
     parser.add_argument("--out", type=Path, default=Path("results"))
     args = parser.parse_args(argv)
-    log_path = args.out / "world_design.jsonl"
+    log_path = args.out / "world_design.json"
     chosen = [c for c in CANDIDATES if args.only in (None, c["name"])]
     if not chosen:
         raise SystemExit(f"unknown candidate {args.only!r}: choose one of {[c['name'] for c in CANDIDATES]}")
@@ -238,7 +238,7 @@ def main(argv=None):
             "table": table, "targets": met, "seconds": round(time.time() - start),
             "decision": candidate["decision"] if name == candidate["name"] else "check"}
         print(render([measured[name]]), flush=True)
-    entries = {e["name"]: e for e in map(json.loads, log_path.read_text().splitlines())} if log_path.exists() else {}
+    entries = {e["name"]: e for e in json.loads(log_path.read_text())} if log_path.exists() else {}
     entries.update(measured)
     by_name = {c["name"]: c for c in CANDIDATES}
     for name, entry in entries.items():   # the annotations are this file's; the measurements are the log's
@@ -246,7 +246,7 @@ def main(argv=None):
         entry.update(why=candidate["why"], decision=candidate["decision"] if name == candidate["name"] else "check")
     ordered = [e for c in CANDIDATES for n, e in entries.items() if n.split(" ")[0] == c["name"]]
     tmp = log_path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(e) + "\n" for e in ordered))
+    tmp.write_text(json.dumps(ordered, indent=1) + "\n")
     tmp.replace(log_path)
     (args.out / "world_design.md").write_text("# Design log of the embedded world\n\n" + render(ordered) + "\n")
 

@@ -2,6 +2,7 @@
 import importlib.metadata
 import json
 import re
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -165,12 +166,15 @@ def test_readme_speed_table_is_the_benchmark_file():
 
 @pytest.fixture(scope="module")
 def paper_rehearsal(tmp_path_factory):
-    """The Colab path rehearsed offline: an Oxford-Pets-layout fixture stands in for the data."""
+    """The Colab path rehearsed offline: an Oxford-Pets-layout fixture stands in for the data,
+    beside the repository's design log of the world (the appendix shows it whatever the profile)."""
     from test_paper_data import split_file_fixture
 
     root = tmp_path_factory.mktemp("paper")
     split_file_fixture(root / "data", per_split=(16, 4, 6))
     (root / "book").mkdir()
+    (root / "results").mkdir()
+    shutil.copy(ROOT / "results" / "world_design.md", root / "results")
     return root
 
 

@@ -326,7 +326,7 @@ def test_chunked_text_encoding_gives_the_same_features_and_gradients(clip):
         loss = torch.nn.functional.cross_entropy(model.logits(features), labels)
         grads.append(torch.autograd.grad(loss, model.params)[0])
     assert torch.allclose(whole.text_features(), chunked.text_features(), atol=1e-5)
-    assert torch.allclose(grads[0], grads[1], atol=1e-6)
+    assert torch.allclose(grads[0], grads[1], rtol=1e-4, atol=1e-5)   # gradients are O(1) at logit scale 100
 
 
 @pytest.mark.parametrize("device,hip,capability,expected", [
