@@ -160,7 +160,7 @@ def heatmap(values, row_labels, col_labels, title: str = "", fmt: str = "{:.1f}"
     values = np.asarray(values, dtype=float)
     fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(col_labels), 1.0 + 0.55 * len(row_labels)))
     im = ax.imshow(values, cmap="viridis")
-    ax.set_xticks(range(len(col_labels)), col_labels, fontsize=8)
+    ax.set_xticks(range(len(col_labels)), col_labels, fontsize=8, rotation=30, ha="right")
     ax.set_yticks(range(len(row_labels)), row_labels, fontsize=8)
     for i in range(values.shape[0]):
         for j in range(values.shape[1]):

@@ -86,6 +86,22 @@ def markdown_table(table: dict, order: list[str], datasets: list[str] | None = N
     return "\n".join(lines)
 
 
+def changes_from(table: dict, order: list[str], reference: str = "zeroshot",
+                 dataset: str = "average") -> dict:
+    """Each method's change of base, new and H from the reference method's (06_synthesis)."""
+    ref = table[reference][dataset]
+    return {m: {k: table[m][dataset][k][0] - ref[k][0] for k in ("base", "new", "H")}
+            for m in order if m != reference and m in table}
+
+
+def changes_table(table: dict, order: list[str], reference: str = "zeroshot") -> str:
+    """Markdown: each method's average base / new / H minus the reference's, in points."""
+    lines = ["| method | base | new | H |", "|---|---|---|---|"]
+    for method, change in changes_from(table, order, reference).items():
+        lines.append(f"| {label(method)} | " + " | ".join(f"{change[k]:+.1f}" for k in ("base", "new", "H")) + " |")
+    return "\n".join(lines)
+
+
 def markdown_report(table: dict, order: list[str], datasets: list[str], heading: str = "##") -> str:
     """The average table, then one table per dataset, as Markdown (02_coop to 06_benchmark, and the CLI).
 

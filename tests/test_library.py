@@ -546,3 +546,10 @@ def test_knob_choice_breaks_a_ratio_tie_towards_the_smaller_value():
 def test_ranking_shows_ties_at_the_printed_precision():
     assert reports.ranking({"zeroshot": 71.70, "coop": 71.66, "kgcoop": 77.0}) == \
         "KgCoOp 77.0 > Zero-shot CLIP 71.7 ≈ CoOp 71.7"
+
+
+def test_changes_from_zero_shot_are_differences_of_the_averages():
+    table = {"zeroshot": {"average": {"base": (70.0, 0.0), "new": (72.0, 0.0), "H": (71.0, 0.0)}},
+             "coop": {"average": {"base": (81.0, 1.0), "new": (65.5, 1.0), "H": (72.5, 0.2)}}}
+    assert reports.changes_from(table, ["zeroshot", "coop"]) == {"coop": {"base": 11.0, "new": -6.5, "H": 1.5}}
+    assert reports.changes_table(table, ["zeroshot", "coop"]).splitlines()[-1] == "| CoOp | +11.0 | -6.5 | +1.5 |"
