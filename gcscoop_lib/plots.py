@@ -92,7 +92,7 @@ def loss_slices(radii, curves: dict, colours: dict | None = None, title: str = "
     curves maps a label to a directions x radii array; thin lines are single directions,
     the thick line their mean.
     """
-    fig, ax = plt.subplots(figsize=(5.8, 3.4))
+    fig, ax = plt.subplots(figsize=(8.2, 3.4))
     for k, (label, losses) in enumerate(curves.items()):
         losses = np.asarray(losses)
         colour = (colours or {}).get(label, plt.cm.tab10(k))
@@ -102,7 +102,7 @@ def loss_slices(radii, curves: dict, colours: dict | None = None, title: str = "
     ax.set_xlabel("distance from the learned context (relative to its norm)")
     ax.set_ylabel("training loss")
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
     fig.tight_layout()
     return fig
 
@@ -155,7 +155,7 @@ def base_new_scatter(table: dict, order: list[str], dataset: str = "average", ti
     return fig
 
 
-def heatmap(values, row_labels, col_labels, title: str = "", fmt: str = "{:.1f}"):
+def heatmap(values, row_labels, col_labels, title: str = "", fmt: str = "{:.1f}", colorbar_label: str = ""):
     """A small annotated heat map (01_zero_shot's templates, 05_gcscoop's sensitivity grid)."""
     values = np.asarray(values, dtype=float)
     fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(col_labels), 1.0 + 0.55 * len(row_labels)))
@@ -167,6 +167,6 @@ def heatmap(values, row_labels, col_labels, title: str = "", fmt: str = "{:.1f}"
             ax.text(j, i, fmt.format(values[i, j]), ha="center", va="center", fontsize=8,
                     color="white" if values[i, j] < np.nanmean(values) else "black")
     ax.set_title(title, fontsize=9)
-    fig.colorbar(im, ax=ax, shrink=0.8)
+    fig.colorbar(im, ax=ax, shrink=0.8).set_label(colorbar_label, fontsize=8)
     fig.tight_layout()
     return fig
