@@ -22,10 +22,11 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import time
 from pathlib import Path
+from statistics import fmean as mean
 
-import torch
 
 from gcscoop_lib import data, evaluation, settings, tiny
 from gcscoop_lib.models import load_clip
@@ -109,11 +110,6 @@ def weights_for(candidate: dict, log=print) -> Path:
     return folder
 
 
-def mean(values) -> float:
-    values = list(values)
-    return sum(values) / len(values)
-
-
 def reversed_classes(dataset: data.Dataset) -> data.Dataset:
     """The same task with its class order reversed, so CoOp's rule swaps base and new."""
     n = len(dataset.classnames)
@@ -131,12 +127,16 @@ def measure(candidate: dict, seeds=(1, 2, 3), partition: str = "first-half", log
 
     partition "reversed" checks another base/new split: the last half of the classes is base.
     """
-    import os
-
+    build = data.build_embedded
     if partition == "reversed":
-        build = data.build_embedded
         data.build_embedded = lambda name: reversed_classes(build(name))
+    try:
+        return _measure(candidate, seeds, log)
+    finally:
+        data.build_embedded = build
 
+
+def _measure(candidate: dict, seeds, log) -> dict:
     os.environ["GCSCOOP_TINY_DIR"] = str(weights_for(candidate, log))
     clip = load_clip("tiny")
     if candidate["temperature"]:
