@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 from statistics import fmean as mean
 
-
 from gcscoop_lib import data, evaluation, settings, tiny
 from gcscoop_lib.models import load_clip
 from gcscoop_lib.training import TrainConfig, prepare_task, train
