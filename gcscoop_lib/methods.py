@@ -44,14 +44,16 @@ def assign_grad(params: list[torch.Tensor], flat: torch.Tensor) -> None:
 
 
 def loss_and_grad(model, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cross-entropy of the prompted CLIP on the batch, and its gradient w.r.t. the context."""
+    """Cross-entropy of the prompted CLIP on the batch, and its gradient
+    w.r.t. the context."""
     loss = F.cross_entropy(model.logits(batch.features), batch.labels)
     return loss, flat_grad(loss, model.params)
 
 
 @contextmanager
 def perturbed(model, epsilon: torch.Tensor):
-    """Move the context by epsilon inside the block, then restore it bit for bit (04_sam)."""
+    """Move the context by epsilon inside the block, then restore it bit
+    for bit (04_sam)."""
     saved = [p.detach().clone() for p in model.params]
     with torch.no_grad():
         start = 0
@@ -96,29 +98,35 @@ class ProGradKnobs:
             raise ValueError(f"lam must be >= 0, got {self.lam}")
 
 
-def prograd_direction(g_domain: torch.Tensor, g_general: torch.Tensor, lam: float) -> tuple[torch.Tensor, bool]:
-    """Remove (lam times) the part of the domain gradient that conflicts with the general one."""
+def prograd_direction(g_domain: torch.Tensor, g_general: torch.Tensor,
+                      lam: float) -> tuple[torch.Tensor, bool]:
+    """Remove (lam times) the part of the domain gradient that conflicts
+    with the general one."""
     dot = g_domain @ g_general
     if dot >= 0:
         return g_domain, False
     return g_domain - lam * dot / (g_general @ g_general) * g_general, True
 
 
-def prograd_gradients(model, batch: Batch, T: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The cross-entropy, its gradient G_d, and the gradient G_g of T^2 KL(zero-shot || prompt)."""
+def prograd_gradients(model, batch: Batch, T: float
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The cross-entropy, its gradient G_d, and the gradient G_g of
+    T^2 KL(zero-shot || prompt)."""
     logits = model.logits(batch.features)
     ce = F.cross_entropy(logits, batch.labels)
     g_domain = flat_grad(ce, model.params, retain_graph=True)
-    # The KL's gradient w.r.t. the logits is T (p - p_zs) / B: exactly zero while the prompt
-    # predicts what zero-shot CLIP predicts, as at the hand-written prompt.
+    # The KL's gradient w.r.t. the logits is T (p - p_zs) / B: exactly zero
+    # while the prompt predicts what zero-shot CLIP predicts.
     prompt = (logits.detach() / T).softmax(dim=-1)
     zero_shot = (model.zero_shot_logits(batch.features) / T).softmax(dim=-1)
-    g_general = flat_grad(logits, model.params, grad_outputs=T * (prompt - zero_shot) / len(logits))
+    g_general = flat_grad(logits, model.params,
+                          grad_outputs=T * (prompt - zero_shot) / len(logits))
     return ce, g_domain, g_general
 
 
 def prograd_update(model, batch: Batch, hp: ProGradKnobs) -> Step:
-    """ProGrad: follow the CE gradient only where it agrees with the zero-shot prediction."""
+    """ProGrad: follow the CE gradient only where it agrees with the
+    zero-shot prediction."""
     ce, g_domain, g_general = prograd_gradients(model, batch, hp.T)
     grad, conflict = prograd_direction(g_domain, g_general, hp.lam)
     cos = F.cosine_similarity(g_domain, g_general, dim=0).item()
@@ -136,7 +144,8 @@ class KgCoOpKnobs:
 
 
 def kgcoop_update(model, batch: Batch, hp: KgCoOpKnobs) -> Step:
-    """KgCoOp: CE plus lam * (1 - cosine) between learned and hand-written class text features."""
+    """KgCoOp: CE plus lam * (1 - cosine) between learned and hand-written
+    class text features."""
     text = model.text_features()
     ce = F.cross_entropy(model.logits(batch.features, text), batch.labels)
     knowledge = 1 - F.cosine_similarity(text, model.zs_text, dim=-1).mean()
@@ -155,7 +164,8 @@ class SamKnobs:
 
 
 def sam_update(model, batch: Batch, hp: SamKnobs) -> Step:
-    """SAM-CoOp: the gradient at the worst nearby context, applied at the current one."""
+    """SAM-CoOp: the gradient at the worst nearby context, applied at the
+    current one."""
     loss, g_erm = loss_and_grad(model, batch)
     with perturbed(model, sam_epsilon(g_erm, hp.rho)):
         _, g_sam = loss_and_grad(model, batch)
@@ -179,9 +189,11 @@ class GcsCoOpKnobs:
             raise ValueError(f"beta_low ({self.beta_low}) must not exceed beta_up ({self.beta_up})")
 
 
-def constrain_sam_gradient(g_sam: torch.Tensor, g_erm: torch.Tensor, beta_low: float,
-                           beta_up: float) -> tuple[torch.Tensor, str, float]:
-    """GCSCoOp's rule: keep the SAM gradient, project it onto dir(g_sam + g_erm), or fall back to ERM."""
+def constrain_sam_gradient(g_sam: torch.Tensor, g_erm: torch.Tensor,
+                           beta_low: float, beta_up: float
+                           ) -> tuple[torch.Tensor, str, float]:
+    """GCSCoOp's rule: keep the SAM gradient, project it onto
+    dir(g_sam + g_erm), or fall back to ERM."""
     cos = (g_sam @ g_erm / (g_sam.norm() * g_erm.norm() + 1e-12)).item()
     if cos >= beta_up:
         return g_sam, "sam", cos
@@ -192,11 +204,13 @@ def constrain_sam_gradient(g_sam: torch.Tensor, g_erm: torch.Tensor, beta_low: f
 
 
 def gcscoop_update(model, batch: Batch, hp: GcsCoOpKnobs) -> Step:
-    """GCSCoOp: the SAM gradient, constrained by its agreement with the ERM gradient."""
+    """GCSCoOp: the SAM gradient, constrained by its agreement with the
+    ERM gradient."""
     loss, g_erm = loss_and_grad(model, batch)
     with perturbed(model, sam_epsilon(g_erm, hp.rho)):
         _, g_sam = loss_and_grad(model, batch)
-    grad, regime, cos = constrain_sam_gradient(g_sam, g_erm, hp.beta_low, hp.beta_up)
+    grad, regime, cos = constrain_sam_gradient(g_sam, g_erm, hp.beta_low,
+                                               hp.beta_up)
     return Step(loss, grad, {"regime": regime, "cos": cos})
 
 

@@ -25,15 +25,20 @@ def tokenize(clip: Clip, texts: list[str]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def zero_shot_weights(clip: Clip, classnames: list[str], templates: list[str] | str = SINGLE_TEMPLATE) -> torch.Tensor:
-    """Class weights from text (01_zero_shot): normalise each template's feature, average, renormalise."""
+def zero_shot_weights(clip: Clip, classnames: list[str],
+                      templates: list[str] | str = SINGLE_TEMPLATE
+                      ) -> torch.Tensor:
+    """Class weights from text (01_zero_shot): normalise each template's
+    feature, average over templates, renormalise."""
     if not classnames:
         raise ValueError("empty class list: pass at least one class name")
     templates = [templates] if isinstance(templates, str) else list(templates)
     per_template = []
     for template in templates:
-        texts = [template.format(name.replace("_", " ")) for name in classnames]
-        per_template.append(F.normalize(clip.model.encode_text(tokenize(clip, texts)).float(), dim=-1))
+        texts = [template.format(name.replace("_", " "))
+                 for name in classnames]
+        per_template.append(F.normalize(
+            clip.model.encode_text(tokenize(clip, texts)).float(), dim=-1))
     return F.normalize(torch.stack(per_template).mean(0), dim=-1)
 
 
@@ -69,30 +74,40 @@ class TextEncoder(nn.Module):
                           "version?): the text encoder takes the slower full-context path; results are unchanged",
                           stacklevel=2)
 
-    def forward(self, embeddings: torch.Tensor, tokens: torch.Tensor, shared: int = 0) -> torch.Tensor:
+    def forward(self, embeddings: torch.Tensor, tokens: torch.Tensor,
+                shared: int = 0) -> torch.Tensor:
         eot = tokens.argmax(dim=-1)
         if self.reference:
             x = embeddings + self.positional_embedding.to(embeddings.dtype)
             x = self.transformer(x, attn_mask=self.attn_mask)
-            return self.project(self.ln_final(x[torch.arange(len(x), device=x.device), eot]))
+            return self.project(self.ln_final(
+                x[torch.arange(len(x), device=x.device), eot]))
         length = int(eot.max()) + 1
         shared = min(shared, int(eot.min()))
-        x = embeddings[:, :length] + self.positional_embedding[:length].to(embeddings.dtype)
+        x = (embeddings[:, :length]
+             + self.positional_embedding[:length].to(embeddings.dtype))
         return self.encode(x, eot, shared)
 
-    def encode(self, x: torch.Tensor, eot: torch.Tensor, shared: int) -> torch.Tensor:
-        """K x L x D prompt states -> K x E features, the shared prefix encoded once."""
+    def encode(self, x: torch.Tensor, eot: torch.Tensor,
+               shared: int) -> torch.Tensor:
+        """K x L x D prompt states -> K x E features, the shared prefix
+        encoded once."""
         k, length, width = x.shape
-        rows = torch.cat([x[0, :shared], x[:, shared:].reshape(-1, width)])   # prefix, then each class's rest
-        eot_rows = torch.arange(k, device=x.device) * (length - shared) + eot   # where each EOT sits in rows
+        # the shared prefix once, then the rest of each class's prompt
+        rows = torch.cat([x[0, :shared], x[:, shared:].reshape(-1, width)])
+        # where each prompt's end-of-text position sits in rows
+        eot_rows = torch.arange(k, device=x.device) * (length - shared) + eot
         blocks = self.transformer.resblocks
         for i, block in enumerate(blocks):
             out = self.attend(block.attn, block.ln_1(rows), k, shared)
             if i < len(blocks) - 1:
-                out = torch.cat([out[0, :shared], out[:, shared:].reshape(-1, width)])
+                out = torch.cat([out[0, :shared],
+                                 out[:, shared:].reshape(-1, width)])
             else:
-                out, rows = out[torch.arange(k, device=x.device), eot], rows[eot_rows]
-            rows = rows + block.ls_1(F.linear(out, block.attn.out_proj.weight, block.attn.out_proj.bias))
+                out, rows = (out[torch.arange(k, device=x.device), eot],
+                             rows[eot_rows])
+            rows = rows + block.ls_1(F.linear(
+                out, block.attn.out_proj.weight, block.attn.out_proj.bias))
             rows = rows + block.ls_2(block.mlp(block.ln_2(rows)))
         return self.project(self.ln_final(rows))
 
@@ -172,10 +187,12 @@ class PromptLearner(nn.Module):
                 and template == f"{self.ctx_init} {{}}.")
 
     def forward(self, ctx: torch.Tensor | None = None) -> torch.Tensor:
-        """Prompt embeddings, K x L x D, with the learned context (or another one of its shape)."""
+        """Prompt embeddings, K x L x D, with the learned context
+        (or another one of its shape)."""
         k = len(self.classnames)
         ctx = self.ctx if ctx is None else ctx
-        ctx = ctx if self.class_specific else ctx.unsqueeze(0).expand(k, -1, -1)
+        ctx = (ctx if self.class_specific
+               else ctx.unsqueeze(0).expand(k, -1, -1))
         prefix, suffix = self.token_prefix, self.token_suffix
         if self.position == "end":
             return torch.cat([prefix, ctx, suffix], dim=1)
@@ -185,9 +202,11 @@ class PromptLearner(nn.Module):
             name, rest = suffix[i:i + 1, :n], suffix[i:i + 1, n:]
             c = ctx[i:i + 1]
             if self.position == "front":
-                rows.append(torch.cat([prefix[i:i + 1], name, c, rest], dim=1))
+                rows.append(torch.cat([prefix[i:i + 1], name, c, rest],
+                                      dim=1))
             else:
-                rows.append(torch.cat([prefix[i:i + 1], c[:, :half], name, c[:, half:], rest], dim=1))
+                rows.append(torch.cat([prefix[i:i + 1], c[:, :half], name,
+                                       c[:, half:], rest], dim=1))
         return torch.cat(rows, dim=0)
 
     def token_ids(self) -> torch.Tensor:

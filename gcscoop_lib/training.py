@@ -97,8 +97,10 @@ def prepare_task(clip: Clip, dataset_name: str, shots: int, seed: int, views: in
                 dataset.template)
 
 
-def lr_at(epoch: int, epochs: int, base_lr: float, warmup_lr: float = 1e-5) -> float:
-    """Dassl's schedule: epoch 0 at warmup_lr, then cosine from base_lr over `epochs` epochs."""
+def lr_at(epoch: int, epochs: int, base_lr: float,
+          warmup_lr: float = 1e-5) -> float:
+    """Dassl's schedule: epoch 0 at warmup_lr, then cosine from base_lr
+    over `epochs` epochs."""
     if epoch == 0:
         return warmup_lr
     return 0.5 * base_lr * (1 + math.cos(math.pi * (epoch - 1) / epochs))
