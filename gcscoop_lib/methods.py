@@ -119,8 +119,9 @@ def prograd_gradients(model, batch: Batch, T: float
     # while the prompt predicts what zero-shot CLIP predicts.
     prompt = (logits.detach() / T).softmax(dim=-1)
     zero_shot = (model.zero_shot_logits(batch.features) / T).softmax(dim=-1)
-    g_general = flat_grad(logits, model.params,
-                          grad_outputs=T * (prompt - zero_shot) / len(logits))
+    g_general = flat_grad(
+        logits, model.params,
+        grad_outputs=T * (prompt - zero_shot) / len(logits))
     return ce, g_domain, g_general
 
 

@@ -32,7 +32,8 @@ def zero_shot_weights(clip: Clip, classnames: list[str],
     feature, average over templates, renormalise."""
     if not classnames:
         raise ValueError("empty class list: pass at least one class name")
-    templates = [templates] if isinstance(templates, str) else list(templates)
+    templates = ([templates] if isinstance(templates, str)
+                 else list(templates))
     per_template = []
     for template in templates:
         texts = [template.format(name.replace("_", " "))
