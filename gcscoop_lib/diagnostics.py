@@ -27,6 +27,20 @@ def loss_along(model: PromptedClip, features: torch.Tensor, labels: torch.Tensor
     return out
 
 
+def random_directions(count: int, size: int, seed: int = 0) -> torch.Tensor:
+    """`count` Gaussian directions in the context's space, the same for every solution (04_sam)."""
+    return torch.randn(count, size, generator=torch.Generator().manual_seed(seed))
+
+
+def flatness(model: PromptedClip, features: torch.Tensor, labels: torch.Tensor, directions: torch.Tensor,
+             radii: list[float]) -> dict:
+    """Loss slices around a solution (`loss_along`), the loss at the solution, and how much the
+    loss rises on average at the ends of the slices (04_sam, 05_gcscoop)."""
+    curves = loss_along(model, features, labels, directions.to(features.device), radii).numpy()
+    at_solution = float(curves[:, len(radii) // 2].mean())
+    return {"curves": curves, "loss": at_solution, "rise": float(curves[:, [0, -1]].mean() - at_solution)}
+
+
 def per_epoch_share(steps: list[dict], key: str, value=True) -> tuple[list[int], list[float]]:
     """Epochs (from 1) and the share of each epoch's steps whose `key` equals `value`."""
     epochs = sorted({s["epoch"] for s in steps})

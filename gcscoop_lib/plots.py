@@ -1,4 +1,8 @@
-"""Figures of the book (matplotlib). Each returns the figure so a chapter can show or save it."""
+"""Figures of the book (matplotlib). Each returns the figure so a chapter can show or save it.
+
+Importing this module sets the book's figure style: text of at least 9 pt and, inside
+Jupyter, PNGs at twice the pixel density of their displayed size.
+"""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
@@ -7,38 +11,60 @@ import numpy as np
 from .diagnostics import per_epoch_share
 from .methods import METHODS, REGIMES
 
+BOOK_STYLE = {"font.size": 10, "axes.titlesize": 10, "axes.labelsize": 10, "legend.fontsize": 9,
+              "xtick.labelsize": 9, "ytick.labelsize": 9, "figure.dpi": 100}
+BASE_COLOUR, NEW_COLOUR = "#333333", "#9467bd"   # base and new classes: no method's colour
+
+
+def use_book_style() -> None:
+    """The book's matplotlib settings, and high-density PNGs when running inside Jupyter."""
+    plt.rcParams.update(BOOK_STYLE)
+    try:
+        from IPython import get_ipython
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+    except ImportError:
+        return
+    if get_ipython() is not None:
+        set_matplotlib_formats("retina")
+
+
+use_book_style()
+
 
 def show_examples(datasets: list, per_class: int = 1, split: str = "test", max_classes: int = 10):
-    """One row per dataset, one image per class (the first max_classes), titled with the class name (01_zero_shot)."""
-    cols = min(max(len(d.classnames) for d in datasets), max_classes) * per_class
-    fig, axes = plt.subplots(len(datasets), cols, figsize=(cols * 0.95, len(datasets) * 1.15))
-    axes = np.atleast_2d(axes)
-    for row, dataset in enumerate(datasets):
+    """One column per dataset, one row per class (the first max_classes): an image and the
+    class name beside it (01_zero_shot)."""
+    rows = min(max(len(d.classnames) for d in datasets), max_classes)
+    width, height, image, top = 1.3 * len(datasets) + 0.3, 0.62 * rows + 0.45, 0.5, 0.45
+    fig = plt.figure(figsize=(width, height))
+    for col, dataset in enumerate(datasets):
         images = getattr(dataset, split)
-        for ax in axes[row]:
+        shown = min(len(dataset.classnames), max_classes)
+        header = dataset.name + (f"\n(first {shown} of {len(dataset.classnames)})" if shown < len(dataset.classnames) else "")
+        fig.text((col * 1.3 + 0.05) / width, 1 - 0.05 / height, header, ha="left", va="top", fontsize=9,
+                 fontweight="bold")
+        for row, name in enumerate(dataset.classnames[:max_classes]):
+            ax = fig.add_axes(((col * 1.3 + 0.05) / width, 1 - (top + (row + 1) * 0.62 - 0.06) / height,
+                               image / width, image / height))
             ax.axis("off")
-        for c, name in enumerate(dataset.classnames[:max_classes]):
-            for k, i in enumerate(np.flatnonzero(images.labels == c)[:per_class]):
-                ax = axes[row, c * per_class + k]
-                ax.imshow(images[i:i + 1][0])
-                ax.set_title(name, fontsize=7)
-        axes[row, 0].text(-0.3, 0.5, dataset.name, transform=axes[row, 0].transAxes, ha="right", va="center",
-                          fontsize=9, fontweight="bold")
-    fig.tight_layout()
+            i = np.flatnonzero(images.labels == row)[0]
+            ax.imshow(images[i:i + 1][0])
+            ax.text(1.1, 0.5, name.replace(" ", "\n"), transform=ax.transAxes, ha="left", va="center",
+                    fontsize=9, linespacing=0.95)
     return fig
 
 
 def probability_bars(probabilities, classnames: list[str], image=None, title: str = ""):
     """An image and CLIP's class probabilities for it (01_zero_shot)."""
-    fig, axes = plt.subplots(1, 2 if image is not None else 1, figsize=(7, 2.6),
+    fig, axes = plt.subplots(1, 2 if image is not None else 1, figsize=(6.8, 2.8),
                              gridspec_kw={"width_ratios": [1, 2.5]} if image is not None else None)
     axes = np.atleast_1d(axes)
     if image is not None:
         axes[0].imshow(image)
         axes[0].axis("off")
     ax = axes[-1]
-    ax.barh(range(len(classnames)), probabilities, color="#1f77b4")
-    ax.set_yticks(range(len(classnames)), classnames, fontsize=8)
+    ax.barh(range(len(classnames)), probabilities, color=METHODS["zeroshot"].colour)
+    ax.set_yticks(range(len(classnames)), classnames, fontsize=9)
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
     ax.set_xlabel("probability")
@@ -50,14 +76,14 @@ def probability_bars(probabilities, classnames: list[str], image=None, title: st
 def accuracy_curves(history: list[dict], zero_shot: dict, title: str = ""):
     """Base and new test accuracy after every epoch, against zero-shot (02_coop)."""
     epochs = [row["epoch"] for row in history]
-    fig, ax = plt.subplots(figsize=(6.5, 3.4))
-    for half, colour in (("base", "#1f77b4"), ("new", "#d62728")):
+    fig, ax = plt.subplots(figsize=(6.5, 4.0))
+    for half, colour in (("base", BASE_COLOUR), ("new", NEW_COLOUR)):
         ax.plot(epochs, [row[half] for row in history], color=colour, label=f"{half} classes (prompt)")
         ax.axhline(zero_shot[half], color=colour, linestyle="--", linewidth=1, label=f"{half} classes (zero-shot)")
     ax.set_xlabel("epoch")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8, ncol=2)
+    ax.legend(fontsize=9, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
     fig.tight_layout()
     return fig
 
@@ -74,7 +100,7 @@ def gradient_plane(g_domain, g_general, g_update, title: str = ""):
                                (g_update, "ProGrad update", "#1f77b4")):
         x, y = (vec @ e1).item() / scale, (vec @ e2).item() / scale
         ax.annotate("", xy=(x, y), xytext=(0, 0), arrowprops=dict(arrowstyle="->", color=colour, lw=2))
-        ax.text(x * 1.05, y * 1.05 + 0.04, label, color=colour, fontsize=8)
+        ax.text(x * 1.05, y * 1.05 + 0.04, label, color=colour, fontsize=9)
     ax.axline((0, 0), (0, 1), color="#bbbbbb", lw=0.8, linestyle=":")
     ax.set_xlim(-1.2, 1.2)
     ax.set_ylim(-1.2, 1.2)
@@ -92,7 +118,7 @@ def loss_slices(radii, curves: dict, colours: dict | None = None, title: str = "
     curves maps a label to a directions x radii array; thin lines are single directions,
     the thick line their mean.
     """
-    fig, ax = plt.subplots(figsize=(8.2, 3.4))
+    fig, ax = plt.subplots(figsize=(6.8, 3.4))
     for k, (label, losses) in enumerate(curves.items()):
         losses = np.asarray(losses)
         colour = (colours or {}).get(label, plt.cm.tab10(k))
@@ -102,7 +128,20 @@ def loss_slices(radii, curves: dict, colours: dict | None = None, title: str = "
     ax.set_xlabel("distance from the learned context (relative to its norm)")
     ax.set_ylabel("training loss")
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
+    ax.legend(fontsize=9, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def share_per_epoch(steps: list[dict], key: str, colour: str, ylabel: str, title: str = ""):
+    """The share of each epoch's steps whose `key` is true (03_prograd's conflicting steps)."""
+    epochs, shares = per_epoch_share(steps, key)
+    fig, ax = plt.subplots(figsize=(6.5, 2.8))
+    ax.plot(epochs, shares, color=colour)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, 1)
+    ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -122,7 +161,7 @@ def regimes_over_training(steps: list[dict], title: str = ""):
         bottom_stack += np.array(share)
     bottom.set_ylabel("share of steps")
     bottom.set_xlabel("epoch")
-    bottom.legend(fontsize=8, ncol=3, loc="lower right")
+    bottom.legend(fontsize=9, ncol=3, loc="lower right")
     top.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
@@ -150,7 +189,7 @@ def base_new_scatter(table: dict, order: list[str], dataset: str = "average", ti
     ax.set_xlabel("base accuracy (%)")
     ax.set_ylabel("new accuracy (%)")
     ax.set_title(title or "grey lines: equal harmonic mean H", fontsize=9)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -160,13 +199,13 @@ def heatmap(values, row_labels, col_labels, title: str = "", fmt: str = "{:.1f}"
     values = np.asarray(values, dtype=float)
     fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(col_labels), 1.0 + 0.55 * len(row_labels)))
     im = ax.imshow(values, cmap="viridis")
-    ax.set_xticks(range(len(col_labels)), col_labels, fontsize=8, rotation=30, ha="right")
-    ax.set_yticks(range(len(row_labels)), row_labels, fontsize=8)
+    ax.set_xticks(range(len(col_labels)), col_labels, fontsize=9, rotation=30, ha="right")
+    ax.set_yticks(range(len(row_labels)), row_labels, fontsize=9)
     for i in range(values.shape[0]):
         for j in range(values.shape[1]):
-            ax.text(j, i, fmt.format(values[i, j]), ha="center", va="center", fontsize=8,
+            ax.text(j, i, fmt.format(values[i, j]), ha="center", va="center", fontsize=9,
                     color="white" if values[i, j] < np.nanmean(values) else "black")
     ax.set_title(title, fontsize=9)
-    fig.colorbar(im, ax=ax, shrink=0.8).set_label(colorbar_label, fontsize=8)
+    fig.colorbar(im, ax=ax, shrink=0.8).set_label(colorbar_label, fontsize=9)
     fig.tight_layout()
     return fig

@@ -3,10 +3,24 @@ CSV (02_coop to 06_benchmark, and the command line)."""
 from __future__ import annotations
 
 import math
+import numbers
 from collections import defaultdict
 
 from .evaluation import harmonic_mean
 from .methods import METHODS
+
+
+def glue_values(digits: int = 1, **values) -> None:
+    """Hand numbers to the chapter's prose (myst-nb glue, 01_zero_shot onwards), floats rounded to
+    `digits` so that the stored outputs read the same on every processor."""
+    from myst_nb import glue
+
+    for name, value in values.items():
+        if isinstance(value, numbers.Integral):
+            value = int(value)
+        elif isinstance(value, numbers.Real):
+            value = round(float(value), digits)
+        glue(name, value, display=False)
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -83,6 +97,17 @@ def markdown_table(table: dict, order: list[str], datasets: list[str] | None = N
             row = table[method].get(d)
             cells += [mean_pm_std(*row[k]) if row else "–" for k in ("base", "new", "H")]
         lines.append(f"| {label(method)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def metric_table(table: dict, order: list[str], datasets: list[str], metric: str) -> str:
+    """One metric (base, new or H; mean ± std) per method and task, then the average (02_coop to 05_gcscoop)."""
+    columns = datasets + ["average"]
+    lines = ["| method | " + " | ".join(columns) + " |", "|" + "---|" * (1 + len(columns))]
+    for method in order:
+        if method in table:
+            cells = [mean_pm_std(*table[method][d][metric]) if d in table[method] else "–" for d in columns]
+            lines.append(f"| {label(method)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

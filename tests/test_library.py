@@ -172,6 +172,18 @@ def test_loss_slices_leave_the_context_untouched(clip, task):
     assert losses[0, 1] == losses[1, 1]  # radius 0 is the solution itself
 
 
+def test_flatness_reads_the_loss_at_the_solution_and_its_rise(clip, task):
+    from gcscoop_lib.training import build_model
+
+    model = build_model(clip, TrainConfig(dataset="shapes"), task.base_names)
+    directions = diagnostics.random_directions(3, model.learner.ctx.numel())
+    assert torch.equal(directions, diagnostics.random_directions(3, model.learner.ctx.numel()))
+    flat = diagnostics.flatness(model, task.train_features[0], task.train_labels, directions, [-0.5, 0.0, 0.5])
+    curves = flat["curves"]
+    assert curves.shape == (3, 3) and flat["loss"] == pytest.approx(curves[:, 1].mean())
+    assert flat["rise"] == pytest.approx(curves[:, [0, 2]].mean() - curves[:, 1].mean())
+
+
 def test_nearest_words_of_the_initial_context_are_its_own_words(clip):
     from gcscoop_lib.prompts import nearest_words
     from gcscoop_lib.tiny import web_vocabulary
@@ -546,6 +558,25 @@ def test_knob_choice_breaks_a_ratio_tie_towards_the_smaller_value():
 def test_ranking_shows_ties_at_the_printed_precision():
     assert reports.ranking({"zeroshot": 71.70, "coop": 71.66, "kgcoop": 77.0}) == \
         "KgCoOp 77.0 > Zero-shot CLIP 71.7 ≈ CoOp 71.7"
+
+
+def test_metric_table_has_a_row_per_method_and_a_column_per_task():
+    table = {"zeroshot": {d: {"new": (70.0, 0.0)} for d in ("a", "b", "average")},
+             "coop": {"a": {"new": (60.0, 1.25)}, "average": {"new": (61.0, 0.5)}}}
+    lines = reports.metric_table(table, ["zeroshot", "coop", "sam"], ["a", "b"], "new").splitlines()
+    assert lines[0] == "| method | a | b | average |"
+    assert lines[2:] == ["| Zero-shot CLIP | 70.0 | 70.0 | 70.0 |", "| CoOp | 60.0 ± 1.2 | – | 61.0 ± 0.5 |"]
+
+
+def test_glued_numbers_are_rounded_and_other_values_kept(monkeypatch):
+    import myst_nb
+
+    glued = {}
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display: glued.update({name: value}))
+    reports.glue_values(h=np.float64(75.4567), n=np.int64(4), word="GCSCoOp")
+    reports.glue_values(digits=2, loss=0.04999)
+    assert glued == {"h": 75.5, "n": 4, "word": "GCSCoOp", "loss": 0.05}
+    assert type(glued["h"]) is float and type(glued["n"]) is int
 
 
 def test_changes_from_zero_shot_are_differences_of_the_averages():
