@@ -169,7 +169,7 @@ def regimes_over_training(steps: list[dict], title: str = ""):
 
 def base_new_scatter(table: dict, order: list[str], dataset: str = "average", title: str = ""):
     """Each method as a point (base, new) with its seed spread, and iso-H curves (03_prograd, 05_gcscoop, 06_benchmark)."""
-    fig, ax = plt.subplots(figsize=(5.2, 4.4))
+    fig, ax = plt.subplots(figsize=(6.8, 4.4))
     for method in order:
         row = table.get(method, {}).get(dataset)
         if not row:
@@ -183,13 +183,16 @@ def base_new_scatter(table: dict, order: list[str], dataset: str = "average", ti
     for h in range(int(lo) // 5 * 5, int(hi) + 5, 5):
         ys = h * xs / (2 * xs - h)
         ok = (2 * xs - h > 0) & (ys >= lo) & (ys <= hi)
-        ax.plot(xs[ok], ys[ok], color="#dddddd", lw=0.8, zorder=0)
+        if ok.sum() > 1:
+            ax.plot(xs[ok], ys[ok], color="#cccccc", lw=0.8, zorder=0)
+            ax.text(xs[ok][-1], ys[ok][-1], f" H {h}", color="#888888", fontsize=9, va="bottom", ha="right",
+                    zorder=0)
     ax.set_xlim(lo, hi)
     ax.set_ylim(lo, hi)
     ax.set_xlabel("base accuracy (%)")
     ax.set_ylabel("new accuracy (%)")
     ax.set_title(title or "grey lines: equal harmonic mean H", fontsize=9)
-    ax.legend(fontsize=9)
+    ax.legend(fontsize=9, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
     fig.tight_layout()
     return fig
 
