@@ -149,7 +149,7 @@ def shown(nb: dict) -> list[str]:
     code = [c for c in nb["cells"] if c["cell_type"] == "code"][1:]
     texts = []
     for cell in code:
-        if "NBVAL_IGNORE_OUTPUT" in "".join(cell["source"]):
+        if "nbval-ignore-output" in cell["metadata"].get("tags", []):
             continue
         for output in cell.get("outputs", []):
             if output.get("name") != "stderr":
