@@ -12,9 +12,15 @@ from .methods import METHODS
 
 def glue_values(digits: int = 1, **values) -> None:
     """Hand numbers to the chapter's prose (myst-nb glue, 01_zero_shot onwards), floats rounded to
-    `digits` so that the stored outputs read the same on every processor."""
-    from myst_nb import glue
+    `digits` so that the stored outputs read the same on every processor.
 
+    Only the book's build reads glued values; where myst-nb is not installed (a chapter opened
+    in Colab) there is nothing to hand them to, and this does nothing.
+    """
+    try:
+        from myst_nb import glue
+    except ImportError:
+        return
     for name, value in values.items():
         if isinstance(value, numbers.Integral):
             value = int(value)

@@ -579,6 +579,11 @@ def test_glued_numbers_are_rounded_and_other_values_kept(monkeypatch):
     assert type(glued["h"]) is float and type(glued["n"]) is int
 
 
+def test_gluing_without_myst_nb_does_nothing(monkeypatch):
+    monkeypatch.setitem(sys.modules, "myst_nb", None)   # as in Colab, where myst-nb is not installed
+    reports.glue_values(h=75.4)
+
+
 def test_changes_from_zero_shot_are_differences_of_the_averages():
     table = {"zeroshot": {"average": {"base": (70.0, 0.0), "new": (72.0, 0.0), "H": (71.0, 0.0)}},
              "coop": {"average": {"base": (81.0, 1.0), "new": (65.5, 1.0), "H": (72.5, 0.2)}}}
