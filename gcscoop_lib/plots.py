@@ -31,21 +31,23 @@ def use_book_style() -> None:
 use_book_style()
 
 
-def show_examples(datasets: list, per_class: int = 1, split: str = "test", max_classes: int = 10):
+def show_examples(datasets: list, split: str = "test", max_classes: int = 10):
     """One column per dataset, one row per class (the first max_classes): an image and the
     class name beside it (01_zero_shot)."""
+    column, row_height, image, header = 1.3, 0.62, 0.5, 0.45   # inches
     rows = min(max(len(d.classnames) for d in datasets), max_classes)
-    width, height, image, top = 1.3 * len(datasets) + 0.3, 0.62 * rows + 0.45, 0.5, 0.45
+    width, height = column * len(datasets) + 0.3, row_height * rows + header
     fig = plt.figure(figsize=(width, height))
     for col, dataset in enumerate(datasets):
         images = getattr(dataset, split)
-        shown = min(len(dataset.classnames), max_classes)
-        header = dataset.name + (f"\n(first {shown} of {len(dataset.classnames)})" if shown < len(dataset.classnames) else "")
-        fig.text((col * 1.3 + 0.05) / width, 1 - 0.05 / height, header, ha="left", va="top", fontsize=9,
-                 fontweight="bold")
+        left = (col * column + 0.05) / width
+        title = dataset.name
+        if len(dataset.classnames) > max_classes:
+            title += f"\n(first {max_classes} of {len(dataset.classnames)})"
+        fig.text(left, 1 - 0.05 / height, title, ha="left", va="top", fontsize=9, fontweight="bold")
         for row, name in enumerate(dataset.classnames[:max_classes]):
-            ax = fig.add_axes(((col * 1.3 + 0.05) / width, 1 - (top + (row + 1) * 0.62 - 0.06) / height,
-                               image / width, image / height))
+            bottom = 1 - (header + (row + 1) * row_height - 0.06) / height
+            ax = fig.add_axes((left, bottom, image / width, image / height))
             ax.axis("off")
             i = np.flatnonzero(images.labels == row)[0]
             ax.imshow(images[i:i + 1][0])
