@@ -2,6 +2,7 @@
 no real data)."""
 import json
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from PIL import Image
 
 import torchvision_layouts as tvl
 from gcscoop_lib import data, paper_data
+from gcscoop_lib.paper_data import loading
 from gcscoop_lib.training import TrainConfig, prepare_task, train
 
 CLASSES = ["Annual Crop", "Forest", "Highway", "River"]
@@ -129,7 +131,7 @@ TORCHVISION_LAYOUTS = sorted(tvl.BUILDERS)
 @pytest.fixture
 def fresh_warnings(monkeypatch):
     """paper_data warns once per dataset and process; each test starts with none given."""
-    monkeypatch.setattr(paper_data, "_WARNED", set())
+    monkeypatch.setattr(loading, "_WARNED", set())
 
 
 @pytest.fixture
@@ -137,7 +139,7 @@ def flowers_md5_skipped(monkeypatch):
     """torchvision's Flowers102 checks the real .mat files' MD5; the tiny fixture only has their layout."""
     import torchvision.datasets.flowers102 as flowers102
 
-    monkeypatch.setattr(flowers102, "check_integrity", lambda path, md5=None: paper_data.Path(path).is_file())
+    monkeypatch.setattr(flowers102, "check_integrity", lambda path, md5=None: Path(path).is_file())
 
 
 @pytest.mark.parametrize("name", TORCHVISION_LAYOUTS)
@@ -273,7 +275,7 @@ class FakeDownloader:
 
     def __init__(self, root, download=False):
         FakeDownloader.calls.append((root, download))
-        root = paper_data.Path(root)
+        root = Path(root)
         (root / "oxford-iiit-pet").mkdir()
         (root / "oxford-iiit-pet" / "images.tar.gz").write_bytes(b"archive")
         tvl.write_image(root / "oxford-iiit-pet" / "images" / "Abyssinian_1.jpg", 0)
