@@ -1,6 +1,7 @@
 # Two commands for a fresh machine (Debian/Ubuntu, Python 3.11):
 #   make book   venv, install, data, embedded benchmark, execute every chapter, build the HTML
 #   make test   unit tests, nbval over every chapter, the offline book build with zero warnings, and its pages in chromium
+#   make lab    the chapters in JupyterLab, to run and change them with the project's kernel
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -9,14 +10,17 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export OMP_NUM_THREADS ?= 1
 export PYTHONHASHSEED := 0
 
-.PHONY: install data browser benchmark chapters html book test unit nbval mutation clean
+.PHONY: install data browser benchmark chapters html book lab test unit nbval mutation clean
 
+# The editable install's PYTHONWARNINGS drops the one note setuptools gives every editable install of a
+# flat layout, which pip prints as a warning ("Editable installation. Please be careful with folders in your
+# working directory with the same name as your package"): here that folder is the package itself.
 install: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements.txt
-	$(BIN)/pip install -q --no-deps -e .
+	PYTHONWARNINGS='ignore:Editable installation.' $(BIN)/pip install -q --no-deps -e .
 	touch $@
 
 # Fashion-MNIST comes from Debian's dataset-fashion-mnist (or set GCSCOOP_FASHION_DIR).
@@ -30,19 +34,28 @@ browser:
 	else $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; fi
 
 benchmark: install data
-	@[ -f results/tuning.json ] || $(BIN)/python -m gcscoop_lib tune
-	$(BIN)/python -m gcscoop_lib benchmark
+	@[ -f results/tuning.json ] || $(BIN)/python -m gcscoop_lib tune --results results
+	$(BIN)/python -m gcscoop_lib benchmark --results results
 
 chapters: install data
 	$(BIN)/python scripts/run_book.py
-	$(BIN)/python -m gcscoop_lib prune
+	$(BIN)/python -m gcscoop_lib prune --results results
 
+# -q: Sphinx's status lines off (the progress lines and myst's and myst-nb's dumps of their whole
+# configuration, which no setting turns off), its warnings still printed, and -W still fails on them.
 html: install
 	rm -rf _build/static && mkdir -p _build/static
 	cp -r "$$($(BIN)/python -c 'import mathjax, os; print(os.path.dirname(mathjax.__file__))')/static/mathjax/es5" _build/static/mathjax
-	$(BIN)/jupyter-book build . -W -n --keep-going
+	$(BIN)/jupyter-book build . -W -n --keep-going -q
 
 book: benchmark chapters html
+
+# JupyterLab on book/, its python3 kernel the venv's ipykernel (the venv's kernelspec first, ahead of
+# any user-level one), the kernel's sockets CurveZMQ-encrypted; --allow-root only where we are root
+# (a container, CI), which Jupyter refuses otherwise. Keep the recipe one line:
+# tests/test_lab.py runs it as `make -n -o install -o data lab` prints it.
+lab: install data
+	JUPYTER_PREFER_ENV_PATH=1 $(BIN)/jupyter lab --ServerApp.root_dir=book --KernelManager.transport_encryption=auto$(if $(SUDO),, --allow-root)
 
 test: install data browser html
 	$(BIN)/python -m pytest -q -p no:cacheprovider --nbval --nbval-current-env \

@@ -5,7 +5,8 @@
     python scripts/run_book.py --only 02_coop      # one chapter
 
 In-place runs keep outputs and execution counts: they are what the rendered book shows
-and what nbval checks. Runs with another device or profile must name --out, so they never
+and what nbval checks, and the runs they make are stored with the book's records
+(results/); other runs store theirs where GCSCOOP_RESULTS says (default ~/gcscoop_runs). Runs with another device or profile must name --out, so they never
 overwrite the committed CPU outputs. The run's timestamps are stripped from the notebooks,
 so re-executing an unchanged book changes no file; times go to _build/book_times.json.
 """
@@ -13,15 +14,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import time
 from pathlib import Path
 
 import papermill
+from traitlets.config import Config
 
 ROOT = Path(__file__).resolve().parent.parent
 BOOK = ROOT / "book"
+# The kernels' sockets CurveZMQ-encrypted, with keys from jupyter_client's kernel manager wherever the
+# kernelspec declares support (ipykernel 7 does): otherwise each kernel logs "Kernel is running over TCP
+# without encryption", once a chapter.
+KERNELS = Config({"KernelManager": {"transport_encryption": "auto"}})
 
 
 def chapters(only: list[str] | None) -> list[Path]:
@@ -87,13 +94,15 @@ def main(argv=None) -> int:
         parser.error("a GPU or paper-profile run must write elsewhere: pass --out book/_gpu")
     out_dir = args.out or BOOK
     out_dir.mkdir(parents=True, exist_ok=True)
+    if default:   # the book's own build: what its chapters run is kept with the book's records
+        os.environ["GCSCOOP_RESULTS"] = str(ROOT / "results")
     times = {}
     total = time.time()
     for notebook in chapters(args.only):
         start = time.time()
         print(f"executing {notebook.name} ...", flush=True)
         papermill.execute_notebook(str(notebook), str(out_dir / notebook.name), parameters={} if default else params,
-                                   kernel_name="python3", cwd=str(BOOK), progress_bar=False)
+                                   kernel_name="python3", cwd=str(BOOK), progress_bar=False, config=KERNELS)
         strip_timestamps(out_dir / notebook.name)
         times[notebook.stem] = round(time.time() - start, 1)
         print(f"  {notebook.name}: {times[notebook.stem]} s", flush=True)
