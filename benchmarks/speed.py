@@ -30,9 +30,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from gcscoop_lib import data, evaluation, experiments, methods, training
+from gcscoop_lib import datasets, evaluation, methods, protocol, splits, training, tuning
+from gcscoop_lib.devices import autocast
+from gcscoop_lib.features import normalise_images
+from gcscoop_lib.imagesets import images_to_tensor
 from gcscoop_lib.methods import Batch
-from gcscoop_lib.models import autocast, load_clip, normalise_images
+from gcscoop_lib.models import load_clip
+from gcscoop_lib.tasks import prepare_task
 from gcscoop_lib.prompts import PromptedClip, PromptLearner, TextEncoder
 
 METHODS = ["coop", "prograd", "gcscoop"]
@@ -63,16 +67,16 @@ def model_for(style: str, clip, config, classnames: list[str]) -> PromptedClip:
 
 def few_shot_pixels(clip, config) -> tuple[torch.Tensor, torch.Tensor]:
     """The run's few-shot training images, normalised for the image encoder, and their labels."""
-    images = data.few_shot_images(data.load_dataset(config.dataset), config.shots, config.seed)
-    pixels = normalise_images(clip, data.images_to_tensor(images.images).to(clip.device))
+    images = splits.few_shot_images(datasets.load_dataset(config.dataset), config.shots, config.seed)
+    pixels = normalise_images(clip, images_to_tensor(images.images).to(clip.device))
     return pixels, torch.from_numpy(images.labels).to(clip.device)
 
 
-def steps_per_second(model, batch, hp, update, steps: int, device) -> float:
-    optimizer = torch.optim.SGD(model.params, lr=1e-3, momentum=0.9, weight_decay=5e-4)
+def steps_per_second(model, batch, knobs, update, steps: int, device) -> float:
+    optimizer = torch.optim.SGD(model.params, lr=1e-3, momentum=protocol.MOMENTUM, weight_decay=protocol.WEIGHT_DECAY)
 
     def one():
-        step = update(model, batch, hp)
+        step = update(model, batch, knobs)
         optimizer.zero_grad(set_to_none=True)
         methods.assign_grad(model.params, step.grad)
         optimizer.step()
@@ -140,7 +144,7 @@ def synthetic(args) -> None:
         with torch.no_grad(), autocast(device):
             features = F.normalize(clip.model.encode_image(images).float(), dim=-1)
         for method in METHODS:
-            hp, update = methods.get(method).hparams(), methods.get(method).update
+            knobs, update = methods.get(method).knobs(), methods.get(method).update
             cells = {}
             for style in ("ours", "reference"):
                 learner = PromptLearner(clip, names).to(device)
@@ -153,7 +157,7 @@ def synthetic(args) -> None:
                 if device.type == "cuda":
                     torch.cuda.reset_peak_memory_stats()
                 with autocast(device):
-                    rate = steps_per_second(model, batch, hp, update, args.steps, device)
+                    rate = steps_per_second(model, batch, knobs, update, args.steps, device)
                 memory = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None
                 passes = 2 if method == "gcscoop" else 1
                 flops = text_flops_per_step(clip, learner.token_ids(), learner.shared, passes, style == "reference")
@@ -178,7 +182,7 @@ def synthetic(args) -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--datasets", nargs="+", default=data.dataset_names())
+    parser.add_argument("--datasets", nargs="+", default=datasets.dataset_names())
     parser.add_argument("--steps", type=int, default=30, help="timed steps per method and style")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("results"))
@@ -194,15 +198,17 @@ def main(argv=None) -> None:
 
     clip = load_clip("tiny", device=args.device)
     device = clip.device
-    tuning = experiments.load_tuning(args.out / "tuning.json")
+    tuned = tuning.load_tuning(args.out / "tuning.json")
     styles = ("ours", "compiled", "reference")
     rows = []
     for dataset in args.datasets:
         for method in METHODS:
-            config = experiments.config_for(tuning, method, dataset, args.seed)
-            task = training.prepare_task(clip, dataset, config.shots, args.seed)
+            run = training.TrainConfig(method=method, dataset=dataset, seed=args.seed,
+                                       knobs=tuned["knobs"].get(method, {}), **tuned["recipe"]).resolve()
+            config = run.config
+            task = prepare_task(clip, dataset, config.shots, args.seed)
             pixels, labels = few_shot_pixels(clip, config)
-            update, hp = methods.get(method).update, methods.get(method).hparams(config.hparams)
+            update, knobs = run.method.update, run.knobs
             n = min(config.batch_size, len(labels))
             row = {"dataset": dataset, "method": method}
             for style in styles:
@@ -214,11 +220,11 @@ def main(argv=None) -> None:
                         return Batch(task.train_features[view, idx].to(device), labels[idx])
                 first = batch_at(torch.zeros(n, dtype=torch.long), torch.arange(n))
                 row[f"{style}_steps_per_s"] = steps_per_second(model_for(style, clip, config, task.base_names),
-                                                              first, hp, update, args.steps, device)
+                                                              first, knobs, update, args.steps, device)
                 # Same seed, full recipe, every style: the accuracy must not change. The learned
                 # context is evaluated by one eager model, on the cached test features.
                 model = model_for(style, clip, config, task.base_names)
-                training.fit(model, config, 1, len(labels), batch_at)
+                training.fit(model, run, 1, len(labels), batch_at)
                 evaluated = training.build_model(clip, config, task.base_names)
                 with torch.no_grad():
                     evaluated.learner.ctx.copy_(model.learner.ctx)

@@ -1,13 +1,16 @@
 """Command line: the same calls as the notebooks.
 
     python -m gcscoop_lib eval --dataset fashion [--ensemble]
-    python -m gcscoop_lib train --method gcscoop --dataset fashion --seed 1 [--rho 0.1]
+    python -m gcscoop_lib train --method gcscoop --dataset fashion --seed 1 [--knob rho=0.1]
     python -m gcscoop_lib tune
     python -m gcscoop_lib benchmark
     python -m gcscoop_lib sweep --methods coop gcscoop --executor local --jobs 2
     python -m gcscoop_lib prepare oxford_pets dtd       # the papers' datasets: what is there, what to fetch
     python -m gcscoop_lib prepare --download dtd        # fetch it with torchvision's downloader
     python -m gcscoop_lib prune                          # drop run records that the current code would not produce
+
+Every command writes to --results (default $GCSCOOP_RESULTS, else ~/gcscoop_runs) and says
+where; the book's own records are read, never written, unless --results names their folder.
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import data, evaluation, experiments, methods, paper_data, reports
+from . import datasets, evaluation, methods, paper_data, protocol, reports, runs, settings, sweeps, tuning
 from .prompts import ENSEMBLE_TEMPLATES
 from .training import TrainConfig
 
@@ -25,7 +28,9 @@ def _common(parser):
     parser.add_argument("--model", default="tiny", help="'tiny' (offline) or an open_clip name, e.g. ViT-B-16")
     parser.add_argument("--pretrained", default=None, help="open_clip pretrained tag, e.g. openai")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    parser.add_argument("--results", default=None, help="results folder (default: $GCSCOOP_RESULTS or results/)")
+    parser.add_argument("--results", default=None,
+                        help="folder your runs are written to (default: $GCSCOOP_RESULTS or ~/gcscoop_runs); "
+                             "the book's records are read as well")
 
 
 def _print_scores(label: str, scores: dict) -> None:
@@ -33,9 +38,9 @@ def _print_scores(label: str, scores: dict) -> None:
 
 
 def cmd_eval(args) -> None:
-    runner = experiments.Runner(args.results, args.device)
+    runner = runs.Runner(args.results, args.device)
     config = TrainConfig(method="zeroshot", dataset=args.dataset, model=args.model, pretrained=args.pretrained,
-                         shots=args.shots, seed=args.seed).resolved()
+                         shots=args.shots, seed=args.seed)
     clip, task = runner.clip(config), runner.task(config)
     templates = ENSEMBLE_TEMPLATES if args.ensemble else [args.template or task.template]
     _print_scores(f"zero-shot ({len(templates)} template{'s' * (len(templates) > 1)}) on {args.dataset}",
@@ -43,69 +48,100 @@ def cmd_eval(args) -> None:
 
 
 def _tuning_for(args) -> dict:
-    """--tuning if given, else the recipe of the model (the tuned one in the results folder for 'tiny')."""
-    return experiments.load_tuning(args.tuning) if args.tuning else experiments.tuning_for(args.model, args.results)
+    """--tuning if given; else for the tiny CLIP the tuned recipe (the results folder's
+    tuning.json, else the book's), for any other CLIP GCSCoOp's recipe with default knobs."""
+    if args.tuning:
+        return tuning.load_tuning(args.tuning)
+    if args.model != "tiny":
+        return {"recipe": dict(protocol.PAPER_RECIPE), "knobs": {}}
+    own = Path(settings.pick(args.results, "results")) / "tuning.json"
+    return tuning.load_tuning(own if own.exists() else settings.current().book_results / "tuning.json")
+
+
+def _recipe(args, tuned: dict) -> dict:
+    return {**tuned["recipe"], **{k: getattr(args, k) for k in protocol.PAPER_RECIPE if getattr(args, k) is not None}}
+
+
+def _knobs(method: str, pairs: list[str]) -> dict:
+    """--knob NAME=VALUE pairs, checked against the method (one clear error if wrong)."""
+    knobs = {}
+    for pair in pairs or []:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"--knob takes NAME=VALUE, got {pair!r} (e.g. --knob rho=0.1)")
+        knobs[name.strip()] = value.strip()
+    methods.get(method).knobs(knobs)
+    return knobs
 
 
 def cmd_train(args) -> None:
-    tuning = _tuning_for(args)
-    knobs = {**tuning["hparams"].get(args.method, {}),
-             **{k: getattr(args, k) for k in methods.knob_names() if getattr(args, k) is not None}}
-    overrides = {k: getattr(args, k) for k in ("epochs", "lr", "batch_size") if getattr(args, k) is not None}
-    config = experiments.config_for({**tuning, "hparams": {args.method: knobs}}, args.method, args.dataset, args.seed,
-                                    model=args.model, pretrained=args.pretrained, shots=args.shots, views=args.views,
-                                    **overrides)
-    runner = experiments.Runner(args.results, args.device, progress=True)
-    record = runner.run(config, force=args.force)
-    _print_scores(f"{methods.get(args.method).label} on {args.dataset}, seed {args.seed} [run {record['key']}]", record)
+    tuned = _tuning_for(args)
+    knobs = {**tuned["knobs"].get(args.method, {}), **_knobs(args.method, args.knob)}
+    run = TrainConfig(method=args.method, dataset=args.dataset, seed=args.seed, model=args.model,
+                      pretrained=args.pretrained, shots=args.shots, views=args.views, knobs=knobs,
+                      **_recipe(args, tuned)).resolve()
+    runner = runs.Runner(args.results, args.device, progress=True)
+    found = None if args.force else runner.current(run)
+    record = runner.run(run, force=args.force)
+    _print_scores(f"{run.method.label} on {args.dataset}, seed {args.seed} [run {run.key}]", record)
+    if found is not None:
+        print(f"loaded from a stored record in {found[1] / 'runs.jsonl'}: nothing was trained (--force trains again)")
+    else:
+        print(f"{'trained' if run.method.trains else 'evaluated'} now; record written to {runner.path}")
 
 
 def cmd_tune(args) -> None:
-    runner = experiments.Runner(args.results, args.device, records_file="tuning_runs.jsonl")
-    tuning = experiments.tune(args.datasets, runner, log=lambda line: print(line, flush=True))
+    runner = runs.Runner(args.results, args.device, records_file="tuning_runs.jsonl")
+    tuned = tuning.tune(args.datasets, runner, log=lambda line: print(line, flush=True))
     out = runner.dir / "tuning.json"
-    out.write_text(json.dumps(tuning, indent=2) + "\n")
+    out.write_text(json.dumps(tuned, indent=2) + "\n")
     runner.prune()
-    print(f"recipe {tuning['recipe']}; hyper-parameters {tuning['hparams']} -> {out}")
+    print(f"recipe {tuned['recipe']}; knobs {tuned['knobs']} -> {out} (runs in {runner.path})")
 
 
 def cmd_benchmark(args) -> None:
     start = time.time()
-    runner = experiments.Runner(args.results, args.device, progress=True, borrow_from=("tuning_runs.jsonl",))
-    tuning = experiments.load_tuning(args.tuning or runner.dir / "tuning.json")
-    _, table = experiments.run_table(runner, tuning, args.methods, args.datasets, args.seeds, args.force)
+    runner = runs.Runner(args.results, args.device, progress=True, borrow_from=("tuning_runs.jsonl",))
+    tuned = _tuning_for(args)
+    done = [runner.run(TrainConfig(method=m, dataset=d, seed=s, knobs=tuned["knobs"].get(m, {}), **tuned["recipe"]))
+            for m in args.methods for d in args.datasets for s in args.seeds]
+    table = reports.summarise(done)
     order = [m for m in methods.METHODS if m in args.methods]
     report = reports.markdown_report(table, order, args.datasets)
     runner.prune()
     (runner.dir / "benchmark.md").write_text(report)
     (runner.dir / "benchmark.json").write_text(json.dumps(
-        {"table": table, "tuning": {"recipe": tuning["recipe"], "hparams": tuning["hparams"]},
+        {"table": table, "tuning": {"recipe": tuned["recipe"], "knobs": tuned["knobs"]},
          "seeds": list(args.seeds), "datasets": args.datasets}, indent=2) + "\n")
     print(report)
     print(f"benchmark: {len(args.methods)} methods x {len(args.datasets)} datasets x {len(args.seeds)} seeds "
-          f"in {time.time() - start:.0f}s -> {runner.dir / 'benchmark.md'}")
+          f"in {time.time() - start:.0f}s -> {runner.dir / 'benchmark.md'}, {runner.dir / 'benchmark.json'} "
+          f"(runs in {runner.path})")
 
 
 def cmd_sweep(args) -> None:
-    tuning = _tuning_for(args)
-    overrides = {k: getattr(args, k) for k in ("epochs", "lr", "batch_size") if getattr(args, k) is not None}
-    configs = [experiments.config_for(tuning, m, d, s, model=args.model, pretrained=args.pretrained, **overrides)
+    tuned = _tuning_for(args)
+    configs = [TrainConfig(method=m, dataset=d, seed=s, model=args.model, pretrained=args.pretrained,
+                           knobs=tuned["knobs"].get(m, {}), **_recipe(args, tuned))
                for m in args.methods for d in args.datasets for s in args.seeds]
-    records = experiments.sweep(configs, args.results, args.executor, args.jobs, args.device, args.records,
-                                {"slurm_partition": args.partition} if args.partition else None)
-    table = reports.summarise(records)
-    out = experiments.results_dir(args.results)
+    done = sweeps.sweep(configs, args.results, args.executor, args.jobs, args.device, args.records,
+                        {"slurm_partition": args.partition} if args.partition else None)
+    table = reports.summarise(done)
+    out = Path(settings.pick(args.results, "results"))
     stem = Path(args.records).stem
     (out / f"{stem}.md").write_text(reports.markdown_report(table, args.methods, args.datasets))
     (out / f"{stem}.csv").write_text(reports.csv_table(table, args.methods, args.datasets))
     print(reports.markdown_table(table, args.methods))
-    print(f"{len(records)} runs -> {out / (stem + '.md')}, {out / (stem + '.csv')}")
+    print(f"{len(done)} runs -> {out / args.records}, {out / (stem + '.md')}, {out / (stem + '.csv')}")
 
 
 def cmd_prune(args) -> None:
-    for path in sorted(experiments.results_dir(args.results).glob("*.jsonl")):
-        dropped = experiments.Runner(args.results, args.device, path.name).prune()
+    folder = Path(settings.pick(args.results, "results"))
+    for path in sorted(folder.glob("*.jsonl")):
+        dropped = runs.Runner(folder, args.device, path.name).prune()
         print(f"{path}: {dropped} record{'s' * (dropped != 1)} no longer current, dropped")
+    dropped = runs.prune_solutions(folder)
+    print(f"{folder / 'solutions'}: {dropped} solution{'s' * (dropped != 1)} without a current record, deleted")
 
 
 def cmd_prepare(args) -> None:
@@ -129,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="zero-shot accuracy on base and new classes")
     _common(p)
-    p.add_argument("--dataset", required=True, choices=data.all_dataset_names())
+    p.add_argument("--dataset", required=True, choices=datasets.all_dataset_names())
     p.add_argument("--template", default=None, help="default: the dataset's own hand-written template")
     p.add_argument("--ensemble", action="store_true", help="average the embedded prompt ensemble")
     p.add_argument("--shots", type=int, default=16)
@@ -139,15 +175,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train one method on one dataset and seed, and record it")
     _common(p)
     p.add_argument("--method", required=True, choices=list(methods.METHODS))
-    p.add_argument("--dataset", required=True, choices=data.all_dataset_names())
+    p.add_argument("--dataset", required=True, choices=datasets.all_dataset_names())
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--shots", type=int, default=16)
     p.add_argument("--views", type=int, default=1, help="augmented views cached per training image")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--batch-size", type=int)
-    for knob in methods.knob_names():
-        p.add_argument(f"--{knob.replace('_', '-')}", dest=knob, type=float, help="the method's knob")
+    p.add_argument("--epochs", type=int, help="default: the tuned recipe's (tiny) or GCSCoOp's (other CLIPs)")
+    p.add_argument("--lr", type=float, help="default: as --epochs")
+    p.add_argument("--batch-size", type=int, help="default: as --epochs")
+    p.add_argument("--knob", action="append", metavar="NAME=VALUE",
+                   help="set one of the method's knobs (repeatable); the knobs and their defaults: " +
+                        "; ".join(f"{m.name}: {m.describe_knobs()}" for m in methods.METHODS.values() if m.trains))
     p.add_argument("--tuning", type=Path, default=None,
                    help="recipe and knobs to start from (default: RESULTS/tuning.json for tiny, GCSCoOp's "
                         "recipe for other models; flags override)")
@@ -156,12 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("tune", help="choose the recipe (CoOp base val) and each method's knob (val H)")
     _common(p)
-    p.add_argument("--datasets", nargs="+", default=data.dataset_names(), choices=data.dataset_names())
+    p.add_argument("--datasets", nargs="+", default=datasets.dataset_names(), choices=datasets.dataset_names())
     p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("benchmark", help="every dataset x method x seed; writes results/benchmark.md")
     _common(p)
-    p.add_argument("--datasets", nargs="+", default=data.dataset_names(), choices=data.dataset_names())
+    p.add_argument("--datasets", nargs="+", default=datasets.dataset_names(), choices=datasets.dataset_names())
     p.add_argument("--methods", nargs="+", default=list(methods.METHODS), choices=list(methods.METHODS))
     p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     p.add_argument("--tuning", type=Path, default=None)
@@ -170,13 +207,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweep", help="methods x datasets x seeds, skipping finished runs, inline or via submitit")
     _common(p)
     p.add_argument("--methods", nargs="+", default=list(methods.METHODS), choices=list(methods.METHODS))
-    p.add_argument("--datasets", nargs="+", default=data.dataset_names(), choices=data.all_dataset_names())
+    p.add_argument("--datasets", nargs="+", default=datasets.dataset_names(), choices=datasets.all_dataset_names())
     p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     p.add_argument("--epochs", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--tuning", type=Path, default=None)
-    p.add_argument("--executor", default="inline", choices=experiments.EXECUTORS,
+    p.add_argument("--executor", default="inline", choices=sweeps.EXECUTORS,
                    help="inline (this process), local (submitit processes) or slurm (submitit)")
     p.add_argument("--jobs", type=int, default=1, help="jobs to split the runs into (local, slurm)")
     p.add_argument("--partition", help="SLURM partition")

@@ -13,12 +13,13 @@ from .prompts import PromptedClip
 @torch.no_grad()
 def loss_along(model: PromptedClip, features: torch.Tensor, labels: torch.Tensor, directions: torch.Tensor,
                radii: list[float]) -> torch.Tensor:
-    """Training loss at ctx + r * |ctx| * d for each unit direction d and radius r (04_sam).
+    """Training loss at θ + r * |θ| * d for each unit direction d and radius r, θ being the
+    learned parameters (04_sam).
 
-    Returns directions x radii. Radii are relative to the context's norm, so slices of
+    Returns directions x radii. Radii are relative to the parameters' norm, so slices of
     different solutions are comparable.
     """
-    scale = model.learner.ctx.detach().norm()
+    scale = torch.cat([p.detach().reshape(-1) for p in model.params]).norm()
     out = torch.empty(len(directions), len(radii))
     for i, d in enumerate(directions):
         for j, r in enumerate(radii):

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import torch
+
 from .models import Clip
-from .prompts import PromptedClip, zero_shot_weights
+from .prompts import SINGLE_TEMPLATE, PromptedClip, zero_shot_weights
 
 
 def harmonic_mean(base: float, new: float) -> float:
@@ -52,6 +53,21 @@ def evaluate_zero_shot(clip: Clip, task, templates=None, split: str = "test") ->
         predictions = (features.to(clip.device) @ weights.T).argmax(-1).cpu()
         results[half] = _scores(predictions, labels, len(names))
     return _summary(results)
+
+
+@torch.no_grad()
+def zero_shot_probabilities(clip: Clip, features: torch.Tensor, classnames: list[str],
+                            templates=SINGLE_TEMPLATE) -> torch.Tensor:
+    """CLIP's class probabilities, softmax(cos(w_i, f) / tau), for cached image features (01_zero_shot)."""
+    weights = zero_shot_weights(clip, classnames, templates)
+    return (clip.logit_scale * features.to(clip.device) @ weights.T).softmax(-1).cpu()
+
+
+@torch.no_grad()
+def template_accuracy(clip: Clip, features: torch.Tensor, labels, classnames: list[str], template: str) -> float:
+    """Zero-shot top-1 accuracy (%) over all of a dataset's classes with one template (01_zero_shot)."""
+    predictions = (features.to(clip.device) @ zero_shot_weights(clip, classnames, template).T).argmax(-1).cpu()
+    return 100.0 * (predictions == torch.as_tensor(labels)).float().mean().item()
 
 
 def _summary(results: dict) -> dict:

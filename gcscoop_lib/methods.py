@@ -1,18 +1,45 @@
 """The methods. Each update is one short function that takes the model, a batch and the
-method's hyper-parameters and returns the gradient the optimiser should follow; its chapter
-shows it verbatim (book/02_coop to 05_gcscoop). `METHODS` holds one entry per method.
+method's knobs and returns the gradient the optimiser should follow; its chapter shows it
+verbatim (book/02_coop to 05_gcscoop). `METHODS` holds one entry per method: how to build
+its model, how to step, its knobs.
 
-The only trainable tensor is the prompt context, so gradients are handled as one flat
-fp32 vector: dot products, norms and projections are then plain vector algebra.
+An update may use only this much of the model (`PromptModel`); how the prompts are built and
+what is cached is the model's own business, so a method whose model differs (per-image
+prompts, say) is one model class and one entry, and the update functions stay as they are.
+Gradients are handled as one flat fp32 vector over `model.params`: dot products, norms and
+projections are then plain vector algebra.
 """
 from __future__ import annotations
 
+import typing
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
-from typing import Callable
+from typing import Callable, Protocol
 
 import torch
 import torch.nn.functional as F
+
+from . import prompts
+
+
+class PromptModel(Protocol):
+    """What an update rule and the training loop may use of a model (02_coop)."""
+
+    params: list[torch.Tensor]     # the trainable tensors, the optimiser's, in order
+    zs_text: torch.Tensor          # K x E class features of the hand-written prompt
+
+    def logits(self, image_features: torch.Tensor,
+               text_features: torch.Tensor | None = None) -> torch.Tensor:
+        """B x K logits of a batch against the classes."""
+
+    def text_features(self) -> torch.Tensor:
+        """K x E class features of the current prompts."""
+
+    def zero_shot_logits(self, image_features: torch.Tensor) -> torch.Tensor:
+        """B x K logits of the hand-written prompt (the teacher)."""
+
+    def for_classes(self, classnames: list[str]) -> "PromptModel":
+        """The same learned parameters with other class names."""
 
 
 @dataclass
@@ -76,10 +103,10 @@ def sam_epsilon(grad: torch.Tensor, rho: float) -> torch.Tensor:
 # ----------------------------------------------------------------------------- CoOp (02_coop)
 @dataclass(frozen=True)
 class NoKnobs:
-    """Zero-shot CLIP and CoOp have no hyper-parameter of their own."""
+    """Zero-shot CLIP and CoOp have no knob of their own."""
 
 
-def coop_update(model, batch: Batch, hp: NoKnobs) -> Step:
+def coop_update(model, batch: Batch, knobs: NoKnobs) -> Step:
     """CoOp: plain empirical risk minimisation of the cross-entropy."""
     loss, grad = loss_and_grad(model, batch)
     return Step(loss, grad)
@@ -125,11 +152,11 @@ def prograd_gradients(model, batch: Batch, T: float
     return ce, g_domain, g_general
 
 
-def prograd_update(model, batch: Batch, hp: ProGradKnobs) -> Step:
+def prograd_update(model, batch: Batch, knobs: ProGradKnobs) -> Step:
     """ProGrad: follow the CE gradient only where it agrees with the
     zero-shot prediction."""
-    ce, g_domain, g_general = prograd_gradients(model, batch, hp.T)
-    grad, conflict = prograd_direction(g_domain, g_general, hp.lam)
+    ce, g_domain, g_general = prograd_gradients(model, batch, knobs.T)
+    grad, conflict = prograd_direction(g_domain, g_general, knobs.lam)
     cos = F.cosine_similarity(g_domain, g_general, dim=0).item()
     return Step(ce, grad, {"conflict": conflict, "cos": cos})
 
@@ -144,13 +171,13 @@ class KgCoOpKnobs:
             raise ValueError(f"lam must be >= 0, got {self.lam}")
 
 
-def kgcoop_update(model, batch: Batch, hp: KgCoOpKnobs) -> Step:
+def kgcoop_update(model, batch: Batch, knobs: KgCoOpKnobs) -> Step:
     """KgCoOp: CE plus lam * (1 - cosine) between learned and hand-written
     class text features."""
     text = model.text_features()
     ce = F.cross_entropy(model.logits(batch.features, text), batch.labels)
     knowledge = 1 - F.cosine_similarity(text, model.zs_text, dim=-1).mean()
-    grad = flat_grad(ce + hp.lam * knowledge, model.params)
+    grad = flat_grad(ce + knobs.lam * knowledge, model.params)
     return Step(ce, grad, {"knowledge": knowledge.item()})
 
 
@@ -164,11 +191,11 @@ class SamKnobs:
             raise ValueError(f"rho must be >= 0, got {self.rho}")
 
 
-def sam_update(model, batch: Batch, hp: SamKnobs) -> Step:
+def sam_update(model, batch: Batch, knobs: SamKnobs) -> Step:
     """SAM-CoOp: the gradient at the worst nearby context, applied at the
     current one."""
     loss, g_erm = loss_and_grad(model, batch)
-    with perturbed(model, sam_epsilon(g_erm, hp.rho)):
+    with perturbed(model, sam_epsilon(g_erm, knobs.rho)):
         _, g_sam = loss_and_grad(model, batch)
     return Step(loss, g_sam)
 
@@ -204,45 +231,78 @@ def constrain_sam_gradient(g_sam: torch.Tensor, g_erm: torch.Tensor,
     return (g_sam @ direction) * direction, "projected", cos
 
 
-def gcscoop_update(model, batch: Batch, hp: GcsCoOpKnobs) -> Step:
+def gcscoop_update(model, batch: Batch, knobs: GcsCoOpKnobs) -> Step:
     """GCSCoOp: the SAM gradient, constrained by its agreement with the
     ERM gradient."""
     loss, g_erm = loss_and_grad(model, batch)
-    with perturbed(model, sam_epsilon(g_erm, hp.rho)):
+    with perturbed(model, sam_epsilon(g_erm, knobs.rho)):
         _, g_sam = loss_and_grad(model, batch)
-    grad, regime, cos = constrain_sam_gradient(g_sam, g_erm, hp.beta_low,
-                                               hp.beta_up)
+    grad, regime, cos = constrain_sam_gradient(g_sam, g_erm, knobs.beta_low,
+                                               knobs.beta_up)
     return Step(loss, grad, {"regime": regime, "cos": cos})
 
 
 # ----------------------------------------------------------------------------- registry
 @dataclass(frozen=True)
 class Method:
-    """Everything the library knows about a method: adding one is an update function and an entry."""
+    """Everything the library knows about a method: adding one is an
+    update function and an entry (plus a model class if its model differs)."""
 
     name: str
     label: str
     colour: str                     # the same colour in every figure of the book
     update: Callable | None         # None: evaluated, never trained (zero-shot)
-    knobs: type                     # frozen dataclass: typed defaults and their checks
-    grid: dict = field(default_factory=dict)   # the knob's validation grid (06_benchmark)
+    knob_type: type = NoKnobs       # frozen dataclass: typed defaults, checks
+    grid: dict = field(default_factory=dict)   # knob -> validation grid
+    build: Callable = prompts.prompted_clip    # (clip, config, classnames,
+    #                                             template) -> PromptModel
 
-    def hparams(self, overrides: dict | None = None):
-        """The method's knobs with overrides applied and checked (bad values raise one clear error)."""
-        names = [f.name for f in fields(self.knobs)]
-        for key in overrides or {}:
-            if key not in names:
-                raise ValueError(f"{self.name} has no hyper-parameter {key!r}: it takes {names or 'none'}")
-        return self.knobs(**{k: float(v) for k, v in (overrides or {}).items()})
+    @property
+    def trains(self) -> bool:
+        return self.update is not None
+
+    def knobs(self, overrides: dict | None = None):
+        """The method's knobs with overrides applied, each converted to the
+        type its dataclass declares and checked (one clear error if bad)."""
+        types = typing.get_type_hints(self.knob_type)
+        unknown = sorted(set(overrides or {}) - set(types))
+        if unknown:
+            raise ValueError(f"{self.name} has no knob {unknown[0]!r}: it takes "
+                             f"{', '.join(types) or 'none'}")
+        return self.knob_type(**{k: _as(types[k], k, v) for k, v in (overrides or {}).items()})
+
+    def describe_knobs(self) -> str:
+        """'lam=1.0, T=1.0': the knobs and their defaults (the command line's help)."""
+        return ", ".join(f"{f.name}={f.default}" for f in fields(self.knob_type)) or "none"
+
+
+def _as(kind: type, name: str, value):
+    """A knob's value as its declared type; text from the command line is parsed."""
+    if kind is bool and isinstance(value, str):
+        if value.lower() not in ("true", "false", "1", "0"):
+            raise ValueError(f"knob {name} is true or false, got {value!r}")
+        return value.lower() in ("true", "1")
+    try:
+        converted = kind(value)
+    except (TypeError, ValueError):
+        converted = None
+    if converted is None or (kind is int and not isinstance(value, str) and converted != value):  # int(2.5) is 2
+        article = "an" if kind.__name__[0] in "aeiou" else "a"
+        raise ValueError(f"knob {name} must be {article} {kind.__name__}, got {value!r}")
+    return converted
 
 
 METHODS = {m.name: m for m in [
-    Method("zeroshot", "Zero-shot CLIP", "#7f7f7f", None, NoKnobs),
-    Method("coop", "CoOp", "#d62728", coop_update, NoKnobs),
-    Method("prograd", "ProGrad", "#1f77b4", prograd_update, ProGradKnobs, {"lam": (0.25, 0.5, 1.0, 2.0)}),
-    Method("kgcoop", "KgCoOp", "#17becf", kgcoop_update, KgCoOpKnobs, {"lam": (2.0, 4.0, 8.0, 16.0)}),
-    Method("sam", "SAM-CoOp", "#ff7f0e", sam_update, SamKnobs, {"rho": (0.02, 0.05, 0.2, 0.5)}),
-    Method("gcscoop", "GCSCoOp", "#2ca02c", gcscoop_update, GcsCoOpKnobs, {"rho": (0.05, 0.1, 0.2, 0.5)}),
+    Method("zeroshot", "Zero-shot CLIP", "#7f7f7f", None),
+    Method("coop", "CoOp", "#d62728", coop_update),
+    Method("prograd", "ProGrad", "#1f77b4", prograd_update, ProGradKnobs,
+           {"lam": (0.25, 0.5, 1.0, 2.0)}),
+    Method("kgcoop", "KgCoOp", "#17becf", kgcoop_update, KgCoOpKnobs,
+           {"lam": (2.0, 4.0, 8.0, 16.0)}),
+    Method("sam", "SAM-CoOp", "#ff7f0e", sam_update, SamKnobs,
+           {"rho": (0.02, 0.05, 0.2, 0.5)}),
+    Method("gcscoop", "GCSCoOp", "#2ca02c", gcscoop_update, GcsCoOpKnobs,
+           {"rho": (0.05, 0.1, 0.2, 0.5)}),
 ]}
 
 
@@ -251,8 +311,3 @@ def get(name: str) -> Method:
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}: choose one of {sorted(METHODS)}")
     return METHODS[name]
-
-
-def knob_names() -> list[str]:
-    """Every hyper-parameter of every method (the command line's flags)."""
-    return sorted({f.name for m in METHODS.values() for f in fields(m.knobs)})

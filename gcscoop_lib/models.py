@@ -1,4 +1,4 @@
-"""Loading CLIP models and encoding images once (01_zero_shot, 07_appendix_tiny_clip).
+"""Loading a frozen CLIP (01_zero_shot, 08_appendix_tiny_clip).
 
 `load_clip("tiny")` gives the embedded tiny CLIP that ships inside this package and needs
 no network; any other name is an open_clip architecture loaded with its pretrained tag
@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from . import settings
+from .devices import resolve_device
+
 
 @dataclass
 class Clip:
@@ -39,35 +40,6 @@ class Clip:
         return self.model.logit_scale.detach().exp()
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """'auto' means the GPU when there is one, else the CPU."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def autocast_dtype(device: str | torch.device) -> torch.dtype | None:
-    """The precision the text encoder runs in on `device` (02_coop): bf16 autocast on a GPU with
-    bf16 in hardware (CUDA compute capability 8.0 or newer, or ROCm), else None, meaning fp32
-    without autocast (Colab's free T4, which only emulates bf16, CPUs, MPS); the prompts'
-    master parameters stay fp32 either way.
-
-    Never fp16: the update rules take raw gradients with torch.autograd.grad, so fp16 would
-    need loss scaling inside every one of them.
-    """
-    device = torch.device(device)
-    if device.type == "cuda" and (torch.version.hip or torch.cuda.get_device_capability(device)[0] >= 8):
-        return torch.bfloat16
-    return None
-
-
-def autocast(device: str | torch.device):
-    """torch.autocast at autocast_dtype(device), or nothing where that is fp32."""
-    device = torch.device(device)
-    dtype = autocast_dtype(device)
-    return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
-
-
 def verify_checksum(folder: Path) -> str:
     """Check the tiny weights against the sha256 recorded beside them; return it."""
     weights, record = folder / "open_clip_model.safetensors", folder / "checksums.json"
@@ -81,6 +53,18 @@ def verify_checksum(folder: Path) -> str:
                          "the file is corrupt or a Git LFS pointer; restore it or regenerate with "
                          "`python -m gcscoop_lib.tiny`")
     return actual
+
+
+def weights_fingerprint(name: str, pretrained: str | None = None) -> str:
+    """What identifies a model's weights, without loading them: the shipped sha256 for the tiny
+    CLIP (load_clip checks the file against it), the architecture and tag for open_clip's."""
+    if name != "tiny":
+        return f"{name}-{pretrained}"
+    record = settings.current().tiny_dir / "checksums.json"
+    if not record.exists():
+        raise FileNotFoundError(f"tiny CLIP weights missing in {record.parent}: reinstall the package or "
+                                "regenerate them with `python -m gcscoop_lib.tiny`")
+    return f"tiny-{json.loads(record.read_text())['sha256'][:16]}"
 
 
 def reachable(url: str, timeout: float = 3.0) -> bool:
@@ -153,10 +137,9 @@ def load_clip(name: str = "tiny", pretrained: str | None = None, device: str | t
     device = resolve_device(device)
     if name == "tiny":
         folder = settings.current().tiny_dir
-        digest = verify_checksum(folder)
+        verify_checksum(folder)
         model, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{folder}")
         tokenizer = open_clip.get_tokenizer(f"local-dir:{folder}")
-        fingerprint = f"tiny-{digest[:16]}"
     else:
         if name not in open_clip.list_models():
             raise ValueError(f"unknown model {name!r}: use 'tiny' (offline) or one of open_clip.list_models(), "
@@ -172,84 +155,10 @@ def load_clip(name: str = "tiny", pretrained: str | None = None, device: str | t
             raise RuntimeError(f"could not load {name} with pretrained={pretrained!r} ({type(error).__name__}): "
                                "this needs internet; offline, use load_clip('tiny')") from error
         tokenizer = open_clip.get_tokenizer(name)
-        fingerprint = f"{name}-{pretrained}"
     model = model.to(device).eval().requires_grad_(False)
     cfg = model.visual.preprocess_cfg if hasattr(model.visual, "preprocess_cfg") else {}
     size = model.visual.image_size
     size = size[0] if isinstance(size, (tuple, list)) else size
     mean = tuple(cfg.get("mean", (0.48145466, 0.4578275, 0.40821073)))
     std = tuple(cfg.get("std", (0.26862954, 0.26130258, 0.27577711)))
-    return Clip(model, tokenizer, name, fingerprint, int(size), mean, std, device)
-
-
-def normalise_images(clip: Clip, images: torch.Tensor) -> torch.Tensor:
-    """float N x 3 x H x W in [0, 1] -> the model's input size and normalisation."""
-    if images.shape[-1] != clip.image_size:
-        images = F.interpolate(images, size=(clip.image_size, clip.image_size), mode="bicubic",
-                               align_corners=False).clamp(0, 1)
-    mean = torch.tensor(clip.mean, device=images.device).view(1, 3, 1, 1)
-    std = torch.tensor(clip.std, device=images.device).view(1, 3, 1, 1)
-    return (images - mean) / std
-
-
-def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """One augmented view: a random resized crop (scale 0.6-1) and a random horizontal flip."""
-    n, _, h, w = images.shape
-    scale = torch.empty(n).uniform_(0.6, 1.0, generator=generator).sqrt()
-    offset = (1 - scale)[:, None] * (torch.rand(n, 2, generator=generator) * 2 - 1)
-    flip = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0)
-    theta = torch.zeros(n, 2, 3)
-    theta[:, 0, 0], theta[:, 1, 1] = scale * flip, scale
-    theta[:, :, 2] = offset
-    grid = F.affine_grid(theta, (n, 3, h, w), align_corners=False)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-
-
-@torch.no_grad()
-def encode_images(clip: Clip, images, views: int = 1, seed: int = 0, batch_size: int = 512) -> torch.Tensor:
-    """Normalised image features of uint8 N x H x W x 3 images (02_coop).
-
-    images is an array or anything that slices into one (an ImageSet, a FileImageSet).
-
-    views=1 encodes each image once as it is; views=K>1 encodes K augmented views and
-    returns K x N x D, so training can draw a different view each epoch without ever
-    running the image encoder again.
-    """
-    from .data import images_to_tensor
-
-    generator = torch.Generator().manual_seed(seed)
-    out = []
-    for _ in range(views):
-        chunks = []
-        for start in range(0, len(images), batch_size):
-            x = images_to_tensor(images[start:start + batch_size])
-            if views > 1:
-                x = augment(x, generator)
-            x = normalise_images(clip, x.to(clip.device))
-            chunks.append(F.normalize(clip.model.encode_image(x).float(), dim=-1).cpu())
-        out.append(torch.cat(chunks))
-    return out[0] if views == 1 else torch.stack(out)
-
-
-_FEATURE_MEMO: dict[str, torch.Tensor] = {}
-
-
-def cached_features(clip: Clip, images, views: int = 1, seed: int = 0) -> torch.Tensor:
-    """encode_images, computed once per (weights, images, views, seed) and kept on disk and in memory.
-
-    images is an ImageSet or FileImageSet: its fingerprint() keys the cache.
-    """
-    full_key = f"{clip.fingerprint}_{images.fingerprint()}_v{views}_s{seed}"
-    if full_key in _FEATURE_MEMO:
-        return _FEATURE_MEMO[full_key]
-    path = settings.current().cache / f"{full_key}.pt"
-    if path.exists():
-        features = torch.load(path)
-    else:
-        features = encode_images(clip, images, views, seed)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        torch.save(features, tmp)
-        tmp.replace(path)
-    _FEATURE_MEMO[full_key] = features
-    return features
+    return Clip(model, tokenizer, name, weights_fingerprint(name, pretrained), int(size), mean, std, device)

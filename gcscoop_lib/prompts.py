@@ -9,7 +9,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from . import models, settings
+from . import settings
+from .devices import autocast
 from .models import Clip
 
 SINGLE_TEMPLATE = "a photo of a {}."
@@ -252,13 +253,23 @@ class PromptedClip(nn.Module):
     def params(self) -> list[torch.Tensor]:
         return [self.learner.ctx]
 
+    def learned(self) -> dict[str, torch.Tensor]:
+        """What training changed, by name (a solution as it is stored)."""
+        return {"ctx": self.learner.ctx.detach().cpu().clone()}
+
+    def load_learned(self, learned: dict[str, torch.Tensor]) -> "PromptedClip":
+        """Put a stored solution in place; returns the model."""
+        with torch.no_grad():
+            self.learner.ctx.copy_(learned["ctx"].to(self.learner.ctx.device))
+        return self
+
     def text_features(self) -> torch.Tensor:
         """Normalised class features of the current prompts, K x E."""
         return self.encode_prompts(self.learner())
 
     def encode_prompts(self, embeddings: torch.Tensor) -> torch.Tensor:
         tokens = self.learner.token_ids()
-        with models.autocast(self.clip.device):
+        with autocast(self.clip.device):
             if self.text_chunk and len(tokens) > self.text_chunk:
                 features = torch.cat([
                     checkpoint(self.text_encoder, embeddings[i:i + self.text_chunk], tokens[i:i + self.text_chunk],
@@ -281,7 +292,13 @@ class PromptedClip(nn.Module):
                             self.compiled)
 
 
-
+def prompted_clip(clip: Clip, config, classnames: list[str],
+                  template: str = SINGLE_TEMPLATE) -> PromptedClip:
+    """The model of CoOp and of every method that only changes the step (02_coop): a learned
+    context shared by the classes (or one per class) in front of each class name."""
+    learner = PromptLearner(clip, classnames, config.n_ctx, config.ctx_init, config.position,
+                            config.class_specific, seed=config.seed)
+    return PromptedClip(clip, learner, template)
 
 
 def compiled_for_two_backwards(function):

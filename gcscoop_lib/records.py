@@ -1,5 +1,6 @@
-"""Run records: one JSON line per run, stamped with the code and weights that produced it
-(06_benchmark).
+"""Run records: one JSON line per run, stamped with the code and weights that produced it,
+and each trained run's solution (its learned parameters and step log) stored beside it under
+the same key and stamp (06_benchmark).
 
 A record is reused only while its stamp matches the code that would produce it now. The
 stamp of a method is a hash of the *syntax* of every library function and class its run
@@ -10,27 +11,46 @@ count; a changed rule does, and only for the methods whose runs reach it.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import hashlib
 import importlib
+import importlib.util
 import inspect
 import json
 import os
-import pkgutil
+import platform
 import sys
 import textwrap
 import types
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+
+import torch
 
 PACKAGE = __name__.rsplit(".", 1)[0]
 
 
 def read_records(path: Path) -> list[dict]:
-    """All records of a JSON-lines file (a missing file has none)."""
+    """All records of a JSON-lines file (a missing file has none); a line that is not a record
+    stops with one error naming the file and the line, never skipped in silence."""
     path = Path(path)
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    out = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}, line {number}, is not a run record ({error.msg}): delete that line "
+                             "(its run is redone when next asked for)") from None
+        if not isinstance(record, dict) or "key" not in record or "config" not in record:
+            raise ValueError(f"{path}, line {number}, is not a run record (no key or config): delete that line "
+                             "(its run is redone when next asked for)")
+        out.append(record)
+    return out
 
 
 def append_record(path: Path, record: dict) -> None:
@@ -100,12 +120,11 @@ def _syntax(obj) -> str:
 
 def _referenced(obj) -> list:
     """The library's functions and classes that `obj`'s code names, directly or as module.attribute."""
-    submodules = {m.rsplit(".", 1)[1]: sys.modules[m] for m in list(sys.modules) if m.startswith(PACKAGE + ".")}
     found = []
     for function in _functions_of(obj) if inspect.isclass(obj) else [obj]:
         names = _names(function.__code__)
         for name in names:
-            value = function.__globals__.get(name, submodules.get(name))  # the latter: imports inside a function
+            value = function.__globals__.get(name) or _submodule(name)   # the latter: imports inside a function
             if isinstance(value, types.ModuleType) and value.__name__.startswith(PACKAGE):
                 found += [_own(getattr(value, n, None)) for n in names]
             else:
@@ -114,17 +133,19 @@ def _referenced(obj) -> list:
 
 
 @lru_cache(maxsize=None)
-def _import_package() -> None:
-    """Import every module of the library, so the names code reaches never depend on import order."""
-    package = importlib.import_module(PACKAGE)
-    for info in pkgutil.iter_modules(package.__path__):
-        if info.name != "__main__":
-            importlib.import_module(f"{PACKAGE}.{info.name}")
+def _submodule(name: str):
+    """The library's module of that name (imported if need be), or None: what a name imported
+    inside a function refers to, whatever has been imported so far."""
+    full = f"{PACKAGE}.{name}"
+    if full in sys.modules:
+        return sys.modules[full]
+    if not name.isidentifier() or name.startswith("_") or importlib.util.find_spec(full) is None:
+        return None
+    return importlib.import_module(full)
 
 
 def code_fingerprint(*roots) -> str:
     """A hash of the syntax of everything in the library that `roots` reach."""
-    _import_package()
     seen, todo = {}, [inspect.unwrap(r) for r in roots]
     while todo:
         obj = todo.pop()
@@ -138,10 +159,86 @@ def code_fingerprint(*roots) -> str:
 
 
 def method_fingerprint(method: str) -> str:
-    """The stamp of a method's runs: its update rule plus the loop, the model and the data it uses."""
-    from . import evaluation, methods, training
+    """The stamp of a method's runs: its update rule and model plus the loop, the task and the
+    evaluation they go through."""
+    from . import evaluation, methods, tasks, training
 
-    update = methods.get(method).update
-    roots = [training.prepare_task, evaluation.evaluate_prompt, evaluation.evaluate_zero_shot]
-    roots += [training.train, update, methods.get(method).knobs] if update else []
+    entry = methods.get(method)
+    roots = [tasks.prepare_task, evaluation.evaluate_prompt, evaluation.evaluate_zero_shot]
+    roots += [training.train, entry.update, entry.knob_type, entry.build] if entry.trains else []
     return code_fingerprint(*roots)
+
+
+def stamp(config) -> dict:
+    """What a run's record must carry to be reused: the code that makes the run and the weights
+    it runs on (read without loading a model)."""
+    from .models import weights_fingerprint
+
+    return {"code": method_fingerprint(config.method), "weights": weights_fingerprint(config.model, config.pretrained)}
+
+
+def versions() -> dict:
+    """The versions a record was made with."""
+    import open_clip
+
+    from . import __version__
+
+    return {"gcscoop_lib": __version__, "torch": torch.__version__, "open_clip": open_clip.__version__,
+            "python": platform.python_version()}
+
+
+def make_record(run, scores: dict, val: dict, seconds: float, device) -> dict:
+    """A run's record: its key, stamp and config, test scores (base, new, H, per class),
+    validation scores, time and versions."""
+    config = run.config
+    return {"key": run.key, "stamp": stamp(config), "method": config.method, "dataset": config.dataset,
+            "seed": config.seed, "shots": config.shots, "config": dataclasses.asdict(config),
+            "base": scores["base"], "new": scores["new"], "H": scores["H"], "per_class": scores["per_class"],
+            "val": {k: val[k] for k in ("base", "new", "H")}, "seconds": seconds, "device": str(device),
+            "versions": versions()}
+
+
+# ----------------------------------------------------------------------------- solutions
+@dataclass
+class StoredSolution:
+    """A trained run's learned parameters and logs, as stored beside its record."""
+
+    learned: dict            # parameter name -> tensor
+    steps: list[dict]        # one row per optimiser step
+    history: list[dict]      # one row per epoch (with test accuracies when the run was tracked)
+    tracked: bool
+
+
+def solution_path(folder: Path, key: str) -> Path:
+    return Path(folder) / "solutions" / f"{key}.safetensors"
+
+
+def save_solution(folder: Path, key: str, stamp_: dict, solution: StoredSolution) -> Path:
+    """Store a solution under its run's key and stamp in one rename (never half-written)."""
+    from safetensors.torch import save_file
+
+    path = solution_path(folder, key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    meta = {"key": key, "stamp": json.dumps(stamp_, sort_keys=True), "steps": json.dumps(solution.steps),
+            "history": json.dumps(solution.history), "tracked": json.dumps(solution.tracked)}
+    save_file({k: v.contiguous() for k, v in solution.learned.items()}, str(tmp), metadata=meta)
+    tmp.replace(path)
+    return path
+
+
+def load_solution(folder: Path, key: str, stamp_: dict) -> StoredSolution | None:
+    """The stored solution of a run if it is there, loads, and carries the current stamp."""
+    from safetensors import safe_open
+
+    path = solution_path(folder, key)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata()
+            learned = {name: f.get_tensor(name) for name in f.keys()}
+    except Exception:   # missing, truncated or another format: the run is trained again
+        return None
+    if meta.get("key") != key or json.loads(meta.get("stamp", "null")) != stamp_:
+        return None
+    return StoredSolution(learned, json.loads(meta["steps"]), json.loads(meta["history"]),
+                          json.loads(meta["tracked"]))

@@ -2,9 +2,12 @@
 CSV (02_coop to 06_benchmark, and the command line)."""
 from __future__ import annotations
 
+import json
 import math
 import numbers
 from collections import defaultdict
+from pathlib import Path
+from typing import NamedTuple
 
 from .evaluation import harmonic_mean
 from .methods import METHODS
@@ -29,12 +32,19 @@ def glue_values(digits: int = 1, **values) -> None:
         glue(name, value, display=False)
 
 
-def mean_std(values: list[float]) -> tuple[float, float]:
+class Stat(NamedTuple):
+    """A mean over seeds and its sample standard deviation."""
+
+    mean: float
+    std: float
+
+
+def mean_std(values: list[float]) -> Stat:
     """Mean and sample standard deviation (0 for a single value)."""
     if min(values) == max(values):   # identical values (zero-shot over seeds), not their rounded mean
-        return values[0], 0.0
+        return Stat(values[0], 0.0)
     m = sum(values) / len(values)
-    return m, math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1))
+    return Stat(m, math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1)))
 
 
 def label(method: str) -> str:
@@ -82,12 +92,48 @@ def summarise(records: list[dict]) -> dict:
                 avg[k] = mean_std([sum(per_dataset[d][s][k] for d in datasets) / len(datasets) for s in seeds])
             per_seed_h = [harmonic_mean(sum(per_dataset[d][s]["base"] for d in datasets) / len(datasets),
                                         sum(per_dataset[d][s]["new"] for d in datasets) / len(datasets)) for s in seeds]
-            avg["H"] = (harmonic_mean(avg["base"][0], avg["new"][0]), mean_std(per_seed_h)[1])
+            avg["H"] = Stat(harmonic_mean(avg["base"].mean, avg["new"].mean), mean_std(per_seed_h).std)
             avg["seconds"] = sum(rows[d]["seconds"] for d in datasets) / len(datasets)
             avg["seeds"] = len(seeds)
             rows["average"] = avg
         table[method] = rows
     return table
+
+
+def markdown(header: list[str], rows: list[list]) -> str:
+    """A Markdown table from a header and rows of cells (01_zero_shot onwards)."""
+    lines = ["| " + " | ".join(map(str, header)) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(map(str, row)) + " |" for row in rows])
+
+
+def average_scores(scores: list[dict]) -> dict:
+    """The papers' average of per-task scores: mean base, mean new, and H of those two."""
+    base = sum(s["base"] for s in scores) / len(scores)
+    new = sum(s["new"] for s in scores) / len(scores)
+    return {"base": base, "new": new, "H": harmonic_mean(base, new)}
+
+
+def published(protocol: str) -> dict:
+    """The papers' numbers for a protocol, with their sources (gcscoop_lib/published.json)."""
+    tables = json.loads((Path(__file__).parent / "published.json").read_text())
+    if protocol not in tables or protocol == "about":
+        raise ValueError(f"no published numbers for {protocol!r}: choose one of "
+                         f"{sorted(k for k in tables if k != 'about')}")
+    return tables[protocol]
+
+
+def published_table(protocol: str = "base_to_new") -> str:
+    """The papers' base-to-new ledger as Markdown: numbers, recipe and cited source per row (06_benchmark)."""
+    table = published(protocol)
+
+    def cited(row):
+        return f"{row['source']} {{cite:p}}`{row['cite']}`" if row.get("cite") else row["source"]
+
+    rows = [[r.get("label", label(m)), *(f"{r[k]:.2f}" for k in table["columns"]), r["recipe"], cited(r)]
+            for m, r in table["rows"].items()]
+    rows += [[label(r["method"]), *(f"{r[k]:.1f}" if k in r else "–" for k in table["columns"]), r["recipe"],
+              cited(r)] for r in table.get("also", [])]
+    return markdown(["method", *table["columns"], "recipe", "source"], rows)
 
 
 def markdown_table(table: dict, order: list[str], datasets: list[str] | None = None) -> str:
@@ -119,7 +165,7 @@ def metric_table(table: dict, order: list[str], datasets: list[str], metric: str
 
 def changes_from(table: dict, order: list[str], reference: str = "zeroshot",
                  dataset: str = "average") -> dict:
-    """Each method's change of base, new and H from the reference method's (06_synthesis)."""
+    """Each method's change of base, new and H from the reference method's (07_synthesis)."""
     ref = table[reference][dataset]
     return {m: {k: table[m][dataset][k][0] - ref[k][0] for k in ("base", "new", "H")}
             for m in order if m != reference and m in table}

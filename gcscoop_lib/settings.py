@@ -12,7 +12,11 @@ from pathlib import Path
 
 VARIABLES = {  # field -> (environment variable, what it sets)
     "cache": ("GCSCOOP_CACHE", "cached image features and downloaded Fashion-MNIST"),
-    "results": ("GCSCOOP_RESULTS", "run records, the tuned recipe and the benchmark tables"),
+    "results": ("GCSCOOP_RESULTS", "where your runs' records, solutions and tables are written (default "
+                                   "~/gcscoop_runs: the book's own records are never written by a reader's run)"),
+    "book_results": ("GCSCOOP_BOOK_RESULTS", "the book's records, tuned recipe and tables, read by every run "
+                                             "(default: results/ of the clone the library is installed from, "
+                                             "or of the clone a chapter's first cell makes in Colab)"),
     "tiny_dir": ("GCSCOOP_TINY_DIR", "another copy of the tiny CLIP's weights"),
     "fashion_dir": ("GCSCOOP_FASHION_DIR", "a folder with Fashion-MNIST's four idx .gz files"),
     "allow_download": ("GCSCOOP_ALLOW_DOWNLOAD", "1: fetch Fashion-MNIST, and the papers' datasets that torchvision "
@@ -25,10 +29,19 @@ VARIABLES = {  # field -> (environment variable, what it sets)
 }
 
 
+COLAB_BOOK = Path("/content/book")   # where a chapter's first cell clones the book in Colab
+
+
+def _book_results() -> Path:
+    clone = Path(__file__).resolve().parent.parent / "results"
+    return clone if clone.is_dir() else COLAB_BOOK / "results"
+
+
 @dataclass(frozen=True)
 class Settings:
     cache: Path
     results: Path
+    book_results: Path
     tiny_dir: Path
     fashion_dir: Path
     allow_download: bool
@@ -58,7 +71,8 @@ def current() -> Settings:
 
     return Settings(
         cache=Path(env("cache", str(Path.home() / ".cache" / "gcscoop_lib"))),
-        results=Path(env("results", "results")),
+        results=Path(env("results", str(Path.home() / "gcscoop_runs"))),
+        book_results=Path(env("book_results", str(_book_results()))),
         tiny_dir=Path(env("tiny_dir", str(Path(__file__).parent / "weights" / "tiny"))),
         fashion_dir=Path(env("fashion_dir", "/usr/share/datasets/fashion-mnist")),
         allow_download=_flag("GCSCOOP_ALLOW_DOWNLOAD", env("allow_download", "1" if "google.colab" in sys.modules else "0")),

@@ -1,4 +1,4 @@
-"""Pretrain the embedded tiny CLIP on a synthetic captioned "web" (07_appendix_tiny_clip).
+"""Pretrain the embedded tiny CLIP on a synthetic captioned "web" (08_appendix_tiny_clip).
 
     python -m gcscoop_lib.tiny --out gcscoop_lib/weights/tiny
 
@@ -25,16 +25,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import data
+from . import world
+from .imagesets import images_to_tensor
 
 MODEL_CFG = {
     "embed_dim": 128,
-    "vision_cfg": {"image_size": data.IMAGE_SIZE, "patch_size": 8, "width": 128, "layers": 4,
+    "vision_cfg": {"image_size": world.IMAGE_SIZE, "patch_size": 8, "width": 128, "layers": 4,
                    "head_width": 32, "mlp_ratio": 2.0},
     "text_cfg": {"context_length": 24, "vocab_size": 49408, "width": 128, "heads": 4, "layers": 4,
                  "mlp_ratio": 2.0},
 }
-PREPROCESS_CFG = {"size": data.IMAGE_SIZE, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5],
+PREPROCESS_CFG = {"size": world.IMAGE_SIZE, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5],
                   "interpolation": "bicubic", "resize_mode": "shortest"}
 
 GENERIC_TEMPLATES = ["a photo of a {}.", "a picture of a {}.", "an image of a {}.", "a {}.", "{}",
@@ -63,10 +64,10 @@ STYLE_PROBS = {"clean": 0.6, "noisy": 0.1, "blurry": 0.1, "dark": 0.1, "inverted
 # Real CLIP's logit scale sits at its clamp of 100 (learned with 32k-pair batches); the tiny
 # CLIP learns about 20 with batches of 256. The shipped weights carry CLIP's 100: the scale
 # does not change zero-shot predictions, but it sets how confident they are, which is what
-# prompt learning's cross-entropy and ProGrad's and KgCoOp's teachers see (07_appendix_tiny_clip).
+# prompt learning's cross-entropy and ProGrad's and KgCoOp's teachers see (08_appendix_tiny_clip).
 TEMPERATURE = 100.0
 CAPTION_NOISE = 0.1       # probability that a caption names a random class of the same source
-STYLE_MENTION = 0.7       # probability that a styled image's caption says its style (calibrated, 07_appendix)
+STYLE_MENTION = 0.7       # probability that a styled image's caption says its style (calibrated, 08_appendix_tiny_clip)
 COLOUR_MENTION = 0.4      # probability that a coloured image's caption says its colour
 
 
@@ -100,11 +101,11 @@ def web_vocabulary() -> list[str]:
     for templates in list(SOURCE_TEMPLATES.values()) + [GENERIC_TEMPLATES]:
         for t in templates:
             words.update(t.replace("{}", " ").replace(".", " ").replace("!", " ").split())
-    for classes in (data.FASHION_CLASSES, data.DIGIT_CLASSES, data.SHAPE_CLASSES, data.TEXTURE_CLASSES):
+    for classes in (world.FASHION_CLASSES, world.DIGIT_CLASSES, world.SHAPE_CLASSES, world.TEXTURE_CLASSES):
         for name in classes:
             words.update(name.split())
     words.update(STYLE_WORDS.values())
-    words.update(data.COLOURS)
+    words.update(world.COLOURS)
     words.update(["photo"])
     return sorted(words)
 
@@ -114,15 +115,15 @@ def build_web(seed: int = 0, fashion_count: int = 30000, digit_copies: int = 15,
     """The pretraining web: uint8 images and their captions. Disjoint from every task's images."""
     rng = np.random.default_rng(seed)
     sources = []
-    grey, labels = data.load_fashion("train")
+    grey, labels = world.load_fashion("train")
     pick = rng.choice(len(labels), size=fashion_count, replace=False)
-    sources.append(("fashion", data.to_canvas(grey[pick]), labels[pick], data.FASHION_CLASSES, "grey"))
-    d_images, d_labels, _, _ = data.digits_split()
+    sources.append(("fashion", world.to_canvas(grey[pick]), labels[pick], world.FASHION_CLASSES, "grey"))
+    d_images, d_labels, _, _ = world.digits_split()
     rep = np.tile(np.arange(len(d_labels)), digit_copies)
     shifted = np.stack([np.roll(im, tuple(rng.integers(-2, 3, size=2)), axis=(0, 1)) for im in d_images[rep]])
-    sources.append(("digits", data.to_canvas(shifted), d_labels[rep], data.DIGIT_CLASSES, "grey"))
-    for source, classes, render in (("shapes", data.SHAPE_CLASSES, data.render_shapes),
-                                    ("textures", data.TEXTURE_CLASSES, data.render_textures)):
+    sources.append(("digits", world.to_canvas(shifted), d_labels[rep], world.DIGIT_CLASSES, "grey"))
+    for source, classes, render in (("shapes", world.SHAPE_CLASSES, world.render_shapes),
+                                    ("textures", world.TEXTURE_CLASSES, world.render_textures)):
         lab = rng.integers(10, size=procedural_count)
         sources.append((source, render(lab, rng), lab, classes, "colour"))
 
@@ -132,13 +133,13 @@ def build_web(seed: int = 0, fashion_count: int = 30000, digit_copies: int = 15,
         n = len(labs)
         if kind == "grey":  # half of the grey photos are tinted
             tinted = rng.random(n) < 0.5
-            rgb, colours = data.colourise(grey_images, rng)
+            rgb, colours = world.colourise(grey_images, rng)
             rgb[~tinted] = np.repeat(grey_images[~tinted, ..., None], 3, axis=-1)
             colours = [c if t else None for c, t in zip(colours, tinted)]
         else:
-            rgb, colours = data.colourise(grey_images, rng)
+            rgb, colours = world.colourise(grey_images, rng)
         styles = rng.choice(style_names, size=n, p=style_p)
-        all_images.append(data.apply_style(rgb, styles, rng))
+        all_images.append(world.apply_style(rgb, styles, rng))
         for lab, style, colour in zip(labs, styles, colours):
             all_captions.append(caption(source, web_label(source, classes, lab, rng), style, colour, rng))
     return np.concatenate(all_images), all_captions
@@ -171,7 +172,7 @@ def train_clip(images: np.ndarray, captions: list[str], epochs: int = 4, batch_s
         order = torch.randperm(len(captions), generator=generator)
         for step in range(steps_per_epoch):
             idx = order[step * batch_size:(step + 1) * batch_size]
-            x = (data.images_to_tensor(images[idx.numpy()]) - mean) / std
+            x = (images_to_tensor(images[idx.numpy()]) - mean) / std
             img, txt, scale = model(x.to(device), tokens[idx].to(device))
             logits = scale * img @ txt.T
             target = torch.arange(len(idx), device=device)

@@ -1,5 +1,6 @@
-"""One training loop for every method (02_coop): SGD with momentum 0.9 and weight decay
-5e-4, one constant warm-up epoch at 1e-5, then a per-epoch cosine schedule, as in Dassl.
+"""One training loop for every method (02_coop): SGD with momentum and weight decay, one
+constant warm-up epoch, then a per-epoch cosine schedule, as in Dassl (the numbers are in
+gcscoop_lib.protocol).
 
 Image features are cached before the loop, so a step only runs the text encoder.
 """
@@ -10,45 +11,55 @@ import hashlib
 import json
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import torch
 
-from . import data, methods
+from . import datasets, methods, protocol
 from .evaluation import accuracy
 from .methods import Batch
-from .models import Clip, cached_features, load_clip
-from .prompts import SINGLE_TEMPLATE, PromptedClip, PromptLearner
+from .models import Clip, load_clip
+from .prompts import SINGLE_TEMPLATE
+from .tasks import Task, prepare_task
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
-    """Everything that defines a run; its hash keys the run's record."""
+    """Everything that defines a run; its hash keys the run's record. The defaults are the
+    papers' protocol with GCSCoOp's recipe (gcscoop_lib.protocol); the tiny CLIP's chapters
+    use the recipe tuned for it instead."""
 
     method: str = "coop"
     dataset: str = "fashion"
     model: str = "tiny"
     pretrained: str | None = None
     seed: int = 1
-    shots: int = 16
-    epochs: int = 50
-    batch_size: int = 32
-    lr: float = 0.05
+    shots: int = protocol.SHOTS
+    epochs: int = protocol.PAPER_RECIPE["epochs"]
+    batch_size: int = protocol.PAPER_RECIPE["batch_size"]
+    lr: float = protocol.PAPER_RECIPE["lr"]
     n_ctx: int | None = None          # set by ctx_init's tokens; give it only with ctx_init=None
-    ctx_init: str | None = "a photo of a"
-    position: str = "end"
+    ctx_init: str | None = protocol.CTX_INIT
+    position: str = protocol.CLASS_POSITION
     class_specific: bool = False
     views: int = 1
-    hparams: dict = field(default_factory=dict)
+    knobs: dict = field(default_factory=dict)
 
-    def resolved(self) -> "TrainConfig":
-        """A copy with the method's default hyper-parameters filled in and everything validated."""
-        hp = methods.get(self.method).hparams(self.hparams)
-        if self.dataset not in data.all_dataset_names():
-            raise ValueError(f"unknown dataset {self.dataset!r}: choose one of {data.all_dataset_names()}")
-        for name in ("shots", "epochs", "batch_size", "views"):
-            if getattr(self, name) < (0 if name == "epochs" else 1):
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+    def resolve(self) -> "Run":
+        """Check everything once and fill in the method's default knobs: the Run that every
+        later step is handed (nothing downstream looks the method up again)."""
+        method = methods.get(self.method)
+        knobs = method.knobs(self.knobs)
+        if self.dataset not in datasets.all_dataset_names():
+            raise ValueError(f"unknown dataset {self.dataset!r}: choose one of {datasets.all_dataset_names()}")
+        for name in ("shots", "batch_size", "views"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if method.trains and self.epochs < 2:
+            raise ValueError(f"epochs must be at least 2 to train {method.label}, got {self.epochs}: epoch 0 is "
+                             f"the warm-up at lr {protocol.WARMUP_LR:g}, so fewer leave the context where it "
+                             "started")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.ctx_init and self.n_ctx is not None:
@@ -56,49 +67,29 @@ class TrainConfig:
                              "context length, so give n_ctx only with ctx_init=None")
         if not self.ctx_init and (self.n_ctx or 0) < 1:
             raise ValueError(f"a random context needs n_ctx >= 1, got {self.n_ctx}")
-        return dataclasses.replace(self, hparams=dataclasses.asdict(hp))
-
-    def key(self) -> str:
-        """A short hash of the resolved config: same config, same key."""
-        text = json.dumps(dataclasses.asdict(self.resolved()), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
+        config = dataclasses.replace(self, knobs=dataclasses.asdict(knobs))
+        text = json.dumps(dataclasses.asdict(config), sort_keys=True)
+        return Run(config, method, knobs, hashlib.sha256(text.encode()).hexdigest()[:12])
 
 
-@dataclass
-class Task:
-    """A dataset's base/new problem with every frozen thing already computed."""
+@dataclass(frozen=True)
+class Run:
+    """A resolved config: its method, its typed knobs and its key (a short hash of the
+    config: same config, same key)."""
 
-    base_names: list[str]
-    new_names: list[str]
-    train_features: torch.Tensor   # views x N x D (views = 1 without augmentation)
-    train_labels: torch.Tensor
-    val: dict                      # "base"/"new" -> (features, labels)
-    test: dict                     # "base"/"new" -> (features, labels)
-    template: str = SINGLE_TEMPLATE   # the dataset's hand-written prompt (zero-shot and the teachers)
+    config: TrainConfig
+    method: methods.Method
+    knobs: object
+    key: str
 
 
-def prepare_task(clip: Clip, dataset_name: str, shots: int, seed: int, views: int = 1,
-                 split_dir=None) -> Task:
-    """Split into base/new (CoOp's rule), draw the few-shot set and encode all images once."""
-    dataset = data.load_dataset(dataset_name, clip.image_size)
-    base, new = data.base_new_classes(len(dataset.classnames))
-    train = data.few_shot_images(dataset, shots, seed, split_dir)
-    features = cached_features(clip, train, views, seed)
-    features = features if views > 1 else features.unsqueeze(0)
-
-    def encode(split, classes: list[int]):
-        subset = data.select_classes(split, classes)
-        return cached_features(clip, subset), torch.from_numpy(subset.labels)
-
-    val = {"base": encode(dataset.val, base), "new": encode(dataset.val, new)}
-    test = {"base": encode(dataset.test, base), "new": encode(dataset.test, new)}
-    names = dataset.classnames
-    return Task([names[c] for c in base], [names[c] for c in new], features, torch.from_numpy(train.labels), val, test,
-                dataset.template)
+def as_run(config: "TrainConfig | Run") -> Run:
+    """A Run from either a config (resolved here) or a Run (as it is)."""
+    return config if isinstance(config, Run) else config.resolve()
 
 
 def lr_at(epoch: int, epochs: int, base_lr: float,
-          warmup_lr: float = 1e-5) -> float:
+          warmup_lr: float = protocol.WARMUP_LR) -> float:
     """Dassl's schedule: epoch 0 at warmup_lr, then cosine from base_lr
     over `epochs` epochs."""
     if epoch == 0:
@@ -108,32 +99,33 @@ def lr_at(epoch: int, epochs: int, base_lr: float,
 
 @dataclass
 class TrainResult:
-    model: PromptedClip
+    model: methods.PromptModel
     history: list[dict]     # one row per epoch
     steps: list[dict]       # one row per optimiser step (loss and the method's info)
     seconds: float
 
 
-def build_model(clip: Clip, config: TrainConfig, classnames: list[str], template: str = SINGLE_TEMPLATE) -> PromptedClip:
-    """A fresh prompted CLIP for a config; `template` is the hand-written prompt its teachers use."""
-    learner = PromptLearner(clip, classnames, config.n_ctx, config.ctx_init, config.position,
-                            config.class_specific, seed=config.seed)
-    return PromptedClip(clip, learner, template)
+def build_model(clip: Clip, run: "TrainConfig | Run", classnames: list[str], template: str = SINGLE_TEMPLATE):
+    """A fresh model for a run, built the way its method builds one; `template` is the
+    hand-written prompt its teachers use."""
+    run = as_run(run)
+    return run.method.build(clip, run.config, classnames, template)
 
 
-def train(config: TrainConfig, clip: Clip | None = None, task: Task | None = None, track: bool = False,
+def train(run: "TrainConfig | Run", clip: Clip | None = None, task: Task | None = None, track: bool = False,
           progress: bool = False, split_dir=None) -> TrainResult:
-    """Train the prompt with `config.method`'s update (02_coop onwards).
+    """Train with the run's method (02_coop onwards).
 
     track=True evaluates base and new test accuracy after every epoch (cheap: features are cached).
     """
-    config = config.resolved()
-    if methods.get(config.method).update is None:
-        raise ValueError(f"{config.method} is not trained: evaluate it with evaluate_zero_shot")
+    run = as_run(run)
+    config = run.config
+    if not run.method.trains:
+        raise ValueError(f"{run.method.label} is not trained: evaluate it with evaluate_zero_shot")
     clip = clip or load_clip(config.model, config.pretrained)
     task = task or prepare_task(clip, config.dataset, config.shots, config.seed, config.views, split_dir)
     torch.manual_seed(config.seed)
-    model = build_model(clip, config, task.base_names, task.template)
+    model = build_model(clip, run, task.base_names, task.template)
     new_model = model.for_classes(task.new_names) if track else None
 
     def batch_at(view, idx):
@@ -144,20 +136,33 @@ def train(config: TrainConfig, clip: Clip | None = None, task: Task | None = Non
         row["new"] = accuracy(new_model, *task.test["new"])
 
     start = time.time()
-    history, steps = fit(model, config, task.train_features.shape[0], len(task.train_labels), batch_at,
+    history, steps = fit(model, run, task.train_features.shape[0], len(task.train_labels), batch_at,
                          after_epoch if track else None, progress)
+    warn_if_stuck(run, history)
     return TrainResult(model, history, steps, time.time() - start)
 
 
-def fit(model, config: TrainConfig, views: int, n: int, batch_at, after_epoch=None, progress: bool = False):
+def warn_if_stuck(run: Run, history: list[dict]) -> None:
+    """Say so when a run's mean training loss ends where it started (nothing was learned) or
+    above it (it diverged): its accuracies are then no measurement of the method."""
+    first, last = history[0]["loss"], history[-1]["loss"]
+    if abs(last - first) <= 0.01 * first:
+        warnings.warn(f"{run.method.label} on {run.config.dataset} learned nothing: its training loss stayed at "
+                      f"{first:.3g}; raise the learning rate (now {run.config.lr:g}) or the epochs", stacklevel=3)
+    elif last > first:
+        warnings.warn(f"{run.method.label} on {run.config.dataset} diverged: its training loss rose from "
+                      f"{first:.3g} to {last:.3g}; lower the learning rate (now {run.config.lr:g})", stacklevel=3)
+
+
+def fit(model, run: Run, views: int, n: int, batch_at, after_epoch=None, progress: bool = False):
     """The loop itself (02_coop): shuffled batches of the n training examples, one of `views`
     cached views per example and epoch, the method's update, SGD. Returns (epochs, steps).
 
     batch_at(view indices, example indices) gives a Batch; after_epoch(row) may add to an epoch's row.
     """
-    method = methods.get(config.method)
-    hp = method.knobs(**config.hparams)
-    optimizer = torch.optim.SGD(model.params, lr=config.lr, momentum=0.9, weight_decay=5e-4)
+    config, update, knobs = run.config, run.method.update, run.knobs
+    optimizer = torch.optim.SGD(model.params, lr=config.lr, momentum=protocol.MOMENTUM,
+                                weight_decay=protocol.WEIGHT_DECAY)
     generator = torch.Generator().manual_seed(config.seed)
     batch_size = min(config.batch_size, n)
     history, steps = [], []
@@ -173,7 +178,7 @@ def fit(model, config: TrainConfig, views: int, n: int, batch_at, after_epoch=No
         losses = []
         for s in range(n // batch_size):  # the last partial batch is dropped, as in Dassl
             idx = order[s * batch_size:(s + 1) * batch_size]
-            step = method.update(model, batch_at(view[idx], idx), hp)
+            step = update(model, batch_at(view[idx], idx), knobs)
             if not torch.isfinite(step.loss) or not torch.isfinite(step.grad).all():
                 raise FloatingPointError(
                     f"non-finite loss or gradient ({step.loss.item()}) in {config.method} at epoch {epoch}, "

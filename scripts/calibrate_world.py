@@ -1,4 +1,4 @@
-"""Design the embedded world on the four published baselines (07_appendix_tiny_clip).
+"""Design the embedded world on the four published baselines (08_appendix_tiny_clip).
 
     python scripts/calibrate_world.py            # every candidate below, logged
     python scripts/calibrate_world.py --only v3  # one candidate
@@ -27,26 +27,28 @@ import time
 from pathlib import Path
 from statistics import fmean as mean
 
-from gcscoop_lib import data, evaluation, settings, tiny
+from gcscoop_lib import datasets, evaluation, settings, tiny, world
+from gcscoop_lib.imagesets import Dataset
 from gcscoop_lib.models import load_clip
-from gcscoop_lib.training import TrainConfig, prepare_task, train
+from gcscoop_lib.tasks import prepare_task
+from gcscoop_lib.training import TrainConfig, train
 
 RECIPE = {"lr": 0.01, "epochs": 100, "batch_size": 32}
 GRIDS = {"prograd": ("lam", (0.5, 1.0, 2.0)), "kgcoop": ("lam", (4.0, 8.0, 16.0))}
 BASELINES = ("zeroshot", "coop", "prograd", "kgcoop")
 
-# The world before calibration, written out so that later changes to tiny.py and data.py do
+# The world before calibration, written out so that later changes to tiny.py and world.py do
 # not rewrite history: the web's caption statistics and the four tasks.
 V0_WEB = {"GENERIC_SHARE": 0.05, "STYLE_MENTION": 0.5, "COLOUR_MENTION": 0.4, "CONFUSION": 0.4,
           "CAPTION_NOISE": 0.1,
           "STYLE_PROBS": {"clean": 0.6, "noisy": 0.1, "blurry": 0.1, "dark": 0.1, "inverted": 0.1}}
 V0_TASKS = {
-    "fashion": {"seed": 1001, "classnames": data.FASHION_CLASSES, "style": "inverted"},
-    "digits": {"seed": 1000, "classnames": data.DIGIT_CLASSES, "style": "noisy"},
-    "shapes": {"seed": 1002, "classnames": data.SHAPE_CLASSES, "style": "blurry"},
-    "textures": {"seed": 1003, "classnames": data.TEXTURE_CLASSES, "style": "dark"},
+    "fashion": {"seed": 1001, "classnames": world.FASHION_CLASSES, "style": "inverted"},
+    "digits": {"seed": 1000, "classnames": world.DIGIT_CLASSES, "style": "noisy"},
+    "shapes": {"seed": 1002, "classnames": world.SHAPE_CLASSES, "style": "blurry"},
+    "textures": {"seed": 1003, "classnames": world.TEXTURE_CLASSES, "style": "dark"},
 }
-WITH_PAIRS = {**V0_TASKS, "coloured_shapes": {"seed": 1004, "classnames": data.COLOURED_SHAPE_CLASSES,
+WITH_PAIRS = {**V0_TASKS, "coloured_shapes": {"seed": 1004, "classnames": world.COLOURED_SHAPE_CLASSES,
                                               "style": "noisy"}}
 
 # Every candidate, in the order it was tried: what it changes relative to v0 (the world shipped
@@ -109,7 +111,7 @@ def weights_for(candidate: dict, log=print) -> Path:
     return folder
 
 
-def reversed_classes(dataset: data.Dataset) -> data.Dataset:
+def reversed_classes(dataset: Dataset) -> Dataset:
     """The same task with its class order reversed, so CoOp's rule swaps base and new."""
     n = len(dataset.classnames)
     names = dataset.classnames[::-1]
@@ -126,13 +128,13 @@ def measure(candidate: dict, seeds=(1, 2, 3), partition: str = "first-half", log
 
     partition "reversed" checks another base/new split: the last half of the classes is base.
     """
-    build = data.build_embedded
+    build = world.build_embedded
     if partition == "reversed":
-        data.build_embedded = lambda name: reversed_classes(build(name))
+        world.build_embedded = lambda name: reversed_classes(build(name))
     try:
         return _measure(candidate, seeds, log)
     finally:
-        data.build_embedded = build
+        world.build_embedded = build
 
 
 def _measure(candidate: dict, seeds, log) -> dict:
@@ -140,12 +142,12 @@ def _measure(candidate: dict, seeds, log) -> dict:
     clip = load_clip("tiny")
     if candidate["temperature"]:
         clip.model.logit_scale.data.fill_(math.log(candidate["temperature"]))
-    data.EMBEDDED.clear()
-    data.EMBEDDED.update(copy.deepcopy(candidate["tasks"]))
-    data.clear_dataset_cache()
+    world.EMBEDDED.clear()
+    world.EMBEDDED.update(copy.deepcopy(candidate["tasks"]))
+    datasets.clear_dataset_cache()
     runs = {m: [] for m in BASELINES}
     zs_per_task = []
-    for name in data.dataset_names():
+    for name in datasets.dataset_names():
         tasks = {s: prepare_task(clip, name, 16, s) for s in seeds}
         zs = evaluation.evaluate_zero_shot(clip, tasks[seeds[0]], split="test")
         n_base = len(tasks[seeds[0]].base_names)
@@ -156,7 +158,7 @@ def _measure(candidate: dict, seeds, log) -> dict:
             for value in values:
                 for s in seeds:
                     config = TrainConfig(method=method, dataset=name, seed=s, **RECIPE,
-                                         hparams={knob: value} if knob else {})
+                                         knobs={knob: value} if knob else {})
                     model = train(config, clip, tasks[s]).model
                     runs[method].append({"dataset": name, "seed": s, knob: value,
                                          "test": evaluation.evaluate_prompt(model, tasks[s], "test"),
@@ -177,7 +179,7 @@ def _measure(candidate: dict, seeds, log) -> dict:
         table[method] = {"base": base, "new": new, "H": evaluation.harmonic_mean(base, new),
                          "per_task": {d: (mean(r["test"]["base"] for r in done if r["dataset"] == d),
                                           mean(r["test"]["new"] for r in done if r["dataset"] == d))
-                                      for d in data.dataset_names()}}
+                                      for d in datasets.dataset_names()}}
     return table
 
 

@@ -1,0 +1,172 @@
+"""What a chapter opens (01_zero_shot onwards): one object with its profile's recipe and
+knobs, its datasets, the loaded CLIP, and the runs, solutions and tables it asks for.
+
+Two profiles: 'tiny' (the embedded CLIP and tasks, offline, with the recipe and knobs tuned
+for them in the book's tuning.json) and 'paper' (ViT-B/16 'openai', or the CLIP that
+GCSCOOP_PAPER_MODEL / GCSCOOP_PAPER_PRETRAINED name, on the papers' datasets with GCSCoOp's
+recipe and each method's default knobs).
+"""
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from dataclasses import dataclass
+
+import torch
+
+from . import datasets, methods, paper_data, protocol, reports, settings
+from .runs import Runner, Solution
+from .tasks import Task
+from .training import Run, TrainConfig, build_model
+from .tuning import load_tuning
+
+PROFILES = ("tiny", "paper")
+
+
+@dataclass
+class Table:
+    """Runs of methods x datasets x seeds: their records, and their summary by method and
+    dataset (or 'average'), each metric a Stat(mean, std) over seeds."""
+
+    records: list[dict]
+    rows: dict
+
+    def __getitem__(self, method: str) -> dict:
+        return self.rows[method]
+
+
+class Chapter:
+    """A profile opened: its recipe, knobs, datasets and CLIP, and a Runner over the records."""
+
+    def __init__(self, profile: str = "tiny", paper_datasets=("oxford_pets",), device="auto",
+                 recipe: dict | None = None, knobs: dict | None = None, progress: bool = False):
+        if profile not in PROFILES:
+            raise ValueError(f"unknown profile {profile!r}: choose one of {list(PROFILES)}")
+        config = settings.current()
+        self.profile = profile
+        if profile == "tiny":
+            self.model, self.pretrained = "tiny", None
+            self.tuning = load_tuning(config.book_results / "tuning.json")
+            self.recipe, self.knobs, self.tuned = dict(self.tuning["recipe"]), dict(self.tuning["knobs"]), True
+            self.datasets = datasets.dataset_names()
+            results = config.results
+        else:
+            self.model, self.pretrained = config.paper_model, config.paper_pretrained
+            self.tuning = {}
+            self.recipe, self.knobs, self.tuned = dict(protocol.PAPER_RECIPE), {}, False
+            unknown = [d for d in paper_datasets if d not in paper_data.REGISTRY]
+            if unknown:
+                raise ValueError(f"unknown paper dataset {unknown[0]!r}: choose from {sorted(paper_data.REGISTRY)}")
+            self.datasets = list(paper_datasets)
+            results = config.results / "paper"
+        self.changed: set = set()          # ("recipe", name) and (method, knob) the reader set
+        self._override(recipe or {}, knobs or {})
+        self.runner = Runner(results, device, progress=progress)
+        self._runners = {self.runner.path.name: self.runner}
+        self.clip = self.runner.clip(self.config("zeroshot", self.datasets[0]).config)
+        slow = cpu_warning(self.model, self.clip.device)
+        if slow:
+            warnings.warn(slow, stacklevel=3)
+
+    def _override(self, recipe: dict, knobs: dict) -> None:
+        """A reader's changes to the recipe and knobs (None: keep the book's)."""
+        for name, value in recipe.items():
+            if name not in protocol.PAPER_RECIPE:
+                raise ValueError(f"the recipe has no {name!r}: it sets {', '.join(protocol.PAPER_RECIPE)}")
+            if value is not None:
+                self.recipe[name] = value
+                self.changed.add(("recipe", name))
+        for method, values in knobs.items():
+            chosen = {k: v for k, v in values.items() if v is not None}
+            methods.get(method).knobs(chosen)      # unknown names and bad values fail here, in one line
+            if chosen:
+                self.knobs[method] = {**self.knobs.get(method, {}), **chosen}
+                self.changed |= {(method, k) for k in chosen}
+
+    def focus(self, dataset: str) -> str:
+        """The task a chapter follows closely: `dataset` under the tiny profile, the first of the
+        paper datasets under the paper profile."""
+        return dataset if self.profile == "tiny" else self.datasets[0]
+
+    def settings_table(self, method_names=()) -> str:
+        """The recipe and the knobs of `method_names` as a Markdown table, each with where it
+        comes from (chosen on validation, the paper's default, or set in this notebook)."""
+        def source(group: str, name: str, tuned: bool) -> str:
+            if (group, name) in self.changed:
+                return "set in this notebook"
+            return "chosen on validation" if tuned and self.tuned else "GCSCoOp's recipe" \
+                if group == "recipe" else "the paper's default"
+
+        lr, epochs, batch = (self.recipe[k] for k in ("lr", "epochs", "batch_size"))
+        where = {source("recipe", k, True) for k in protocol.PAPER_RECIPE}
+        rows = [["shared recipe", f"lr {lr:g}, {epochs} epochs, batch {batch}", " / ".join(sorted(where))]]
+        for name in method_names:
+            method = methods.get(name)
+            chosen = self.knobs.get(name, {})
+            for field, value in dataclasses.asdict(method.knobs(chosen)).items():
+                rows.append([method.label, f"{field} = {value:g}" if isinstance(value, float) else
+                             f"{field} = {value}", source(name, field, field in chosen)])
+        return reports.markdown(["", "setting", "where it comes from"], rows)
+
+    def config(self, method: str, dataset: str, seed: int = 1, recipe: dict | None = None, **knobs) -> Run:
+        """The run of a method on a dataset and seed with the chapter's recipe and knobs
+        (`recipe` and keyword arguments change them for this run only)."""
+        knobs = {**self.knobs.get(method, {}), **knobs}
+        return TrainConfig(method=method, dataset=dataset, seed=seed, model=self.model,
+                           pretrained=self.pretrained, knobs=knobs, **{**self.recipe, **(recipe or {})}).resolve()
+
+    def record(self, method: str, dataset: str, seed: int = 1, recipe: dict | None = None, **knobs) -> dict:
+        """A run's record: stored, or run now."""
+        return self.runner.run(self.config(method, dataset, seed, recipe, **knobs))
+
+    def solution(self, method: str, dataset: str, seed: int = 1, track: bool = False, recipe: dict | None = None,
+                 **knobs) -> Solution:
+        """A trained run's solution (its model, logs and record): stored, or trained now."""
+        return self.runner.solution(self.config(method, dataset, seed, recipe, **knobs), track=track)
+
+    def initial_model(self, method: str, dataset: str, seed: int = 1, **knobs):
+        """A method's model before training: the prompt training starts from."""
+        run, task = self.config(method, dataset, seed, **knobs), self.task(dataset, seed)
+        return build_model(self.clip, run, task.base_names, task.template)
+
+    def task(self, dataset: str, seed: int = 1) -> Task:
+        """A dataset's base/new task with its features encoded (once)."""
+        return self.runner.task(self.config("zeroshot", dataset, seed).config)
+
+    def table(self, method_names, seeds=protocol.SEEDS, datasets=None, records: str = "runs.jsonl",
+              **knobs) -> Table:
+        """Every method x dataset x seed (stored or run now) and its summary; `records` names the
+        records file they are kept in (the benchmark's by default)."""
+        if records not in self._runners:
+            self._runners[records] = Runner(self.runner.dir, self.runner.device, records)
+        runner = self._runners[records]
+        done = [runner.run(self.config(m, d, s, **knobs)) for m in method_names for d in datasets or self.datasets
+                for s in seeds]
+        return Table(done, reports.summarise(done))
+
+    def knob(self, method: str, name: str):
+        """The value of a method's knob in this chapter (the tuned one, the reader's, or the default)."""
+        return getattr(methods.get(method).knobs(self.knobs.get(method, {})), name)
+
+    def provenance(self) -> str:
+        """Where this chapter's numbers came from, in one sentence."""
+        trained = sum(len(r.trained) for r in self._runners.values())
+        if not trained:
+            return "Every run above was loaded from stored records."
+        return (f"{trained} run{'s' * (trained != 1)} trained now (the others loaded from stored records); "
+                f"their records and solutions were written to {self.runner.dir}.")
+
+
+def open_chapter(profile: str = "tiny", paper_datasets=("oxford_pets",), device="auto", recipe=None,
+                 knobs=None) -> Chapter:
+    """What every chapter starts from (01_zero_shot onwards)."""
+    return Chapter(profile, paper_datasets, device, recipe, knobs)
+
+
+def cpu_warning(model: str, device) -> str | None:
+    """A warning for a real-size CLIP on a CPU, where encoding a dataset's images takes hours."""
+    if model == "tiny" or torch.device(device).type != "cpu":
+        return None
+    return (f"{model} on a CPU: encoding the datasets' images (once, then cached) takes hours and every "
+            "training step seconds; use a GPU runtime (in Colab: Runtime > Change runtime type > GPU)")
+
