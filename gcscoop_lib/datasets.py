@@ -8,13 +8,16 @@ from .imagesets import Dataset
 _DATASET_CACHE: dict[tuple, Dataset] = {}
 
 
-def load_dataset(name: str, image_size: int = 224) -> Dataset:
-    """A task by name, built once per process: an embedded task, or one of the papers' datasets
-    read from disk at `image_size` (see paper_data; the embedded ones ignore it)."""
-    key = (name, None if name in world.EMBEDDED else image_size)
+def load_dataset(name: str, image_size: int = 224, style: str | None = None) -> Dataset:
+    """A task by name, built once per process: an embedded task (in another `style` if asked,
+    06_protocols), or one of the papers' datasets read from disk at `image_size` (see
+    paper_data; the embedded ones ignore it)."""
+    key = (name, None if name in world.EMBEDDED else image_size, style)
     if key not in _DATASET_CACHE:
         if name in world.EMBEDDED:
-            _DATASET_CACHE[key] = world.build_embedded(name)
+            _DATASET_CACHE[key] = world.build_embedded(name, style)
+        elif style is not None:
+            raise ValueError(f"{name} is one of the papers' datasets: it has no other style than its own")
         elif name in paper_data.REGISTRY:
             splits = paper_data.load(name, image_size)
             _DATASET_CACHE[key] = Dataset(name, splits.classnames, splits.train, splits.val, splits.test,

@@ -33,7 +33,7 @@ def accuracy(model: PromptedClip, features: torch.Tensor, labels: torch.Tensor) 
 def evaluate_prompt(model: PromptedClip, task, split: str = "test") -> dict:
     """Base accuracy with the trained prompt, new accuracy with the same context on the new names."""
     results = {}
-    for half, names in (("base", task.base_names), ("new", task.new_names)):
+    for half, names in halves(task):
         prompted = model if half == "base" else model.for_classes(names)
         features, labels = getattr(task, split)[half]
         predictions = prompted.logits(features.to(model.clip.device)).argmax(-1).cpu()
@@ -47,7 +47,7 @@ def evaluate_zero_shot(clip: Clip, task, templates=None, split: str = "test") ->
     (default: the dataset's own hand-written template)."""
     templates = templates or task.template
     results = {}
-    for half, names in (("base", task.base_names), ("new", task.new_names)):
+    for half, names in halves(task):
         weights = zero_shot_weights(clip, names, templates)
         features, labels = getattr(task, split)[half]
         predictions = (features.to(clip.device) @ weights.T).argmax(-1).cpu()
@@ -70,7 +70,16 @@ def template_accuracy(clip: Clip, features: torch.Tensor, labels, classnames: li
     return 100.0 * (predictions == torch.as_tensor(labels)).float().mean().item()
 
 
+def halves(task) -> list[tuple[str, list[str]]]:
+    """A task's halves and their class names: base and new, or base alone when every class is
+    trained on (the few-shot protocol)."""
+    return [("base", task.base_names)] + ([("new", task.new_names)] if task.new_names else [])
+
+
 def _summary(results: dict) -> dict:
-    base, new = results["base"]["acc"], results["new"]["acc"]
-    return {"base": base, "new": new, "H": harmonic_mean(base, new),
-            "per_class": {"base": results["base"]["per_class"], "new": results["new"]["per_class"]}}
+    """Base, new and H; without new classes, new and H are None and base is the accuracy over
+    all classes."""
+    base = results["base"]["acc"]
+    new = results["new"]["acc"] if "new" in results else None
+    return {"base": base, "new": new, "H": None if new is None else harmonic_mean(base, new),
+            "per_class": {half: r["per_class"] for half, r in results.items()}}

@@ -11,17 +11,20 @@ import torch
 
 @dataclass
 class ImageSet:
-    """Images (uint8, N x 32 x 32 x 3), integer labels and the class names they index."""
+    """Images (uint8, N x 32 x 32 x 3), integer labels, the class names they index and, where
+    the world drew them, each image's foreground mask (N x 32 x 32 booleans)."""
 
     images: np.ndarray
     labels: np.ndarray
     classnames: list[str]
+    masks: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def subset(self, index) -> "ImageSet":
-        return ImageSet(self.images[index], self.labels[index], self.classnames)
+        masks = None if self.masks is None else self.masks[index]
+        return ImageSet(self.images[index], self.labels[index], self.classnames, masks)
 
     def __getitem__(self, items: slice) -> np.ndarray:
         return self.images[items]

@@ -71,7 +71,8 @@ def summarise(records: list[dict]) -> dict:
 
     Per dataset: mean ± std over seeds of base, new and H. The average row follows the
     papers: average base and average new over datasets, then H of those two averages.
-    Its std is over seeds of the per-seed dataset averages.
+    Its std is over seeds of the per-seed dataset averages. Runs without new classes (the
+    few-shot protocol) have base alone: their accuracy over all classes.
     """
     by = defaultdict(lambda: defaultdict(dict))
     for r in records:
@@ -79,20 +80,25 @@ def summarise(records: list[dict]) -> dict:
     table = {}
     for method, per_dataset in by.items():
         rows = {}
+        halves = ("base", "new") if all(r["new"] is not None for r in records if r["method"] == method) \
+            else ("base",)
+        metrics = halves + (("H",) if "new" in halves else ())
         for dataset, per_seed in sorted(per_dataset.items()):
             runs = list(per_seed.values())
-            rows[dataset] = {k: mean_std([r[k] for r in runs]) for k in ("base", "new", "H")}
+            rows[dataset] = {k: mean_std([r[k] for r in runs]) for k in metrics}
             rows[dataset]["seconds"] = sum(r.get("seconds", 0.0) for r in runs) / len(runs)
             rows[dataset]["seeds"] = len(runs)
         datasets = sorted(per_dataset)
         seeds = sorted(set.intersection(*(set(per_dataset[d]) for d in datasets)))
         if seeds:
             avg = {}
-            for k in ("base", "new"):
+            for k in halves:
                 avg[k] = mean_std([sum(per_dataset[d][s][k] for d in datasets) / len(datasets) for s in seeds])
-            per_seed_h = [harmonic_mean(sum(per_dataset[d][s]["base"] for d in datasets) / len(datasets),
-                                        sum(per_dataset[d][s]["new"] for d in datasets) / len(datasets)) for s in seeds]
-            avg["H"] = Stat(harmonic_mean(avg["base"].mean, avg["new"].mean), mean_std(per_seed_h).std)
+            if "H" in metrics:
+                per_seed_h = [harmonic_mean(sum(per_dataset[d][s]["base"] for d in datasets) / len(datasets),
+                                            sum(per_dataset[d][s]["new"] for d in datasets) / len(datasets))
+                              for s in seeds]
+                avg["H"] = Stat(harmonic_mean(avg["base"].mean, avg["new"].mean), mean_std(per_seed_h).std)
             avg["seconds"] = sum(rows[d]["seconds"] for d in datasets) / len(datasets)
             avg["seeds"] = len(seeds)
             rows["average"] = avg

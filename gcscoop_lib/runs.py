@@ -62,12 +62,14 @@ class Runner:
         return self._clips[name]
 
     def task(self, config: TrainConfig) -> Task:
-        key = (config.model, config.pretrained, config.dataset, config.shots, config.seed, config.views)
+        key = (config.model, config.pretrained, config.dataset, config.shots, config.seed, config.views,
+               config.partition)
         if key not in self._tasks:
-            book = splits.split_path(self.book / "splits", config.dataset, config.shots, config.seed)
+            book = splits.split_path(self.book / "splits", config.dataset, config.shots, config.seed,
+                                     config.partition)
             folder = book.parent if book.exists() else self.dir / "splits"   # the book's draw, else one's own
             self._tasks[key] = prepare_task(self.clip(config), config.dataset, config.shots, config.seed,
-                                            config.views, folder)
+                                            config.views, folder, config.partition)
         return self._tasks[key]
 
     def stamp(self, config: TrainConfig) -> dict:

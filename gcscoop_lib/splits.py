@@ -1,5 +1,10 @@
 """CoOp's protocol on a dataset: the base/new split of its classes and the few-shot draw of
-training images, stored as JSON with the pool it came from (01_zero_shot, 02_coop)."""
+training images, stored as JSON with the pool it came from (01_zero_shot, 02_coop).
+
+Three partitions of the classes: "coop" (CoOp's rule, the papers' base-to-new protocol),
+"reversed" (the same rule on the labels in reverse order: another base/new split of the
+same task) and "all" (every class is trained on and tested, none is new: few-shot learning,
+06_protocols)."""
 from __future__ import annotations
 
 import dataclasses
@@ -13,12 +18,22 @@ from .imagesets import Dataset, fingerprint
 
 
 # ----------------------------------------------------------------------------- base/new and few-shot
-def base_new_classes(n_classes: int) -> tuple[list[int], list[int]]:
-    """CoOp's rule: sorted labels, the first ceil(n/2) are base, the rest new (01_zero_shot)."""
+PARTITIONS = ("coop", "reversed", "all")
+
+
+def base_new_classes(n_classes: int, partition: str = "coop") -> tuple[list[int], list[int]]:
+    """CoOp's rule: sorted labels, the first ceil(n/2) are base, the rest new (01_zero_shot);
+    "reversed" applies it to the labels in reverse order, "all" makes every class base."""
+    if partition not in PARTITIONS:
+        raise ValueError(f"unknown partition {partition!r}: choose one of {list(PARTITIONS)}")
     if n_classes < 2:
         raise ValueError(f"a base/new split needs at least 2 classes, got {n_classes}")
+    labels = list(range(n_classes))
+    if partition == "all":
+        return labels, []
+    labels = labels[::-1] if partition == "reversed" else labels
     m = math.ceil(n_classes / 2)
-    return list(range(m)), list(range(m, n_classes))
+    return labels[:m], labels[m:]
 
 
 def select_classes(images, classes: list[int]):
@@ -43,22 +58,24 @@ def few_shot_indices(labels: np.ndarray, shots: int, seed: int) -> list[int]:
     return chosen
 
 
-def split_path(split_dir, dataset: str, shots: int, seed: int) -> Path:
+def split_path(split_dir, dataset: str, shots: int, seed: int, partition: str = "coop") -> Path:
     """Where a few-shot draw is stored."""
-    return Path(split_dir) / f"{dataset}_shot{shots}_seed{seed}.json"
+    part = "" if partition == "coop" else f"_{partition}"
+    return Path(split_dir) / f"{dataset}{part}_shot{shots}_seed{seed}.json"
 
 
-def few_shot_split(dataset: Dataset, shots: int, seed: int, split_dir: Path | None = None) -> list[int]:
+def few_shot_split(dataset: Dataset, shots: int, seed: int, split_dir: Path | None = None,
+                   partition: str = "coop") -> list[int]:
     """Few-shot base-class train indices, stored as JSON so a run can be re-traced.
 
     A stored split is used only if it was drawn from the same pool of training images.
     """
-    base, _ = base_new_classes(len(dataset.classnames))
+    base, _ = base_new_classes(len(dataset.classnames), partition)
     pool = select_classes(dataset.train, base)
     drawn_from = fingerprint(pool.labels) + "-" + pool.fingerprint()
     path = None
     if split_dir is not None:
-        path = split_path(split_dir, dataset.name, shots, seed)
+        path = split_path(split_dir, dataset.name, shots, seed, partition)
         if path.exists():
             try:
                 stored = json.loads(path.read_text())
@@ -79,7 +96,9 @@ def few_shot_split(dataset: Dataset, shots: int, seed: int, split_dir: Path | No
     return indices
 
 
-def few_shot_images(dataset: Dataset, shots: int, seed: int, split_dir: Path | None = None):
+def few_shot_images(dataset: Dataset, shots: int, seed: int, split_dir: Path | None = None,
+                    partition: str = "coop"):
     """The few-shot training images of the base classes, labelled 0..m-1 (02_coop)."""
-    base, _ = base_new_classes(len(dataset.classnames))
-    return select_classes(dataset.train, base).subset(few_shot_split(dataset, shots, seed, split_dir))
+    base, _ = base_new_classes(len(dataset.classnames), partition)
+    indices = few_shot_split(dataset, shots, seed, split_dir, partition)
+    return select_classes(dataset.train, base).subset(indices)

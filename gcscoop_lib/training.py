@@ -17,10 +17,12 @@ from dataclasses import dataclass, field
 import torch
 
 from . import datasets, methods, protocol
+from .diagnostics import drift
 from .evaluation import accuracy
 from .methods import Batch
 from .models import Clip, load_clip
 from .prompts import SINGLE_TEMPLATE
+from .splits import PARTITIONS
 from .tasks import Task, prepare_task
 
 
@@ -44,6 +46,7 @@ class TrainConfig:
     position: str = protocol.CLASS_POSITION
     class_specific: bool = False
     views: int = 1
+    partition: str = "coop"           # which classes are base and new (gcscoop_lib.splits)
     knobs: dict = field(default_factory=dict)
 
     def resolve(self) -> "Run":
@@ -62,6 +65,8 @@ class TrainConfig:
                              "started")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.partition not in PARTITIONS:
+            raise ValueError(f"unknown partition {self.partition!r}: choose one of {list(PARTITIONS)}")
         if self.ctx_init and self.n_ctx is not None:
             raise ValueError(f"n_ctx={self.n_ctx} with ctx_init={self.ctx_init!r}: the initial words set the "
                              "context length, so give n_ctx only with ctx_init=None")
@@ -116,24 +121,31 @@ def train(run: "TrainConfig | Run", clip: Clip | None = None, task: Task | None 
           progress: bool = False, split_dir=None) -> TrainResult:
     """Train with the run's method (02_coop onwards).
 
-    track=True evaluates base and new test accuracy after every epoch (cheap: features are cached).
+    track=True evaluates base and new test accuracy after every epoch (cheap: features are
+    cached), and how far the new classes' predictions and the parameters have drifted from
+    zero-shot CLIP (diagnostics.drift).
     """
     run = as_run(run)
     config = run.config
     if not run.method.trains:
         raise ValueError(f"{run.method.label} is not trained: evaluate it with evaluate_zero_shot")
     clip = clip or load_clip(config.model, config.pretrained)
-    task = task or prepare_task(clip, config.dataset, config.shots, config.seed, config.views, split_dir)
+    task = task or prepare_task(clip, config.dataset, config.shots, config.seed, config.views, split_dir,
+                                config.partition)
     torch.manual_seed(config.seed)
     model = build_model(clip, run, task.base_names, task.template)
-    new_model = model.for_classes(task.new_names) if track else None
+    new_model = model.for_classes(task.new_names) if track and task.new_names else None
+    initial = torch.cat([p.detach().reshape(-1) for p in model.params]).clone()
 
     def batch_at(view, idx):
         return Batch(task.train_features[view, idx].to(clip.device), task.train_labels[idx].to(clip.device))
 
     def after_epoch(row):
         row["base"] = accuracy(model, *task.test["base"])
-        row["new"] = accuracy(new_model, *task.test["new"])
+        if new_model is not None:
+            row["new"] = accuracy(new_model, *task.test["new"])
+        watched, half = (new_model, "new") if new_model is not None else (model, "base")
+        row.update(drift(watched, initial, task.test[half][0].to(clip.device)))
 
     start = time.time()
     history, steps = fit(model, run, task.train_features.shape[0], len(task.train_labels), batch_at,

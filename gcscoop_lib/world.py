@@ -181,6 +181,9 @@ def to_canvas(grey28: np.ndarray) -> np.ndarray:
     return np.pad(grey28.astype(np.float32) / 255.0, ((0, 0), (2, 2), (2, 2)))
 
 
+STYLES = ("clean", "noisy", "blurry", "dark", "inverted")
+
+
 def apply_style(images: np.ndarray, styles, rng: np.random.Generator) -> np.ndarray:
     """Apply a style ('clean', 'noisy', 'blurry', 'dark' or 'inverted') per image to float RGB images in [0, 1]; returns uint8."""
     out = images.copy()
@@ -214,12 +217,11 @@ EMBEDDED = {
 DIGITS_WEB_FRACTION = 1 / 3  # the first third of the digits feeds the web, the rest the task
 
 
-def _split_pool(images, labels, classnames, sizes, rng) -> tuple[ImageSet, ImageSet, ImageSet]:
-    order = rng.permutation(len(labels))
+def _split(images, masks, labels, classnames, sizes, order) -> tuple[ImageSet, ImageSet, ImageSet]:
     parts, start = [], 0
     for size in sizes:
         index = order[start:start + size]
-        parts.append(ImageSet(images[index], labels[index], classnames))
+        parts.append(ImageSet(images[index], labels[index], classnames, None if masks is None else masks[index]))
         start += size
     return tuple(parts)
 
@@ -233,34 +235,57 @@ def digits_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return images[web], labels[web], images[task], labels[task]
 
 
-def build_embedded(name: str) -> Dataset:
-    """Build one embedded downstream task (01_zero_shot onwards). Deterministic."""
-    if name not in EMBEDDED:
-        raise ValueError(f"unknown dataset {name!r}: choose one of {sorted(EMBEDDED)}")
-    spec = EMBEDDED[name]
-    rng = np.random.default_rng(spec["seed"])
+def _draw(name: str, spec: dict, rng: np.random.Generator):
+    """A task's images before their style: float RGB images, their foreground masks (None for
+    textures, which have no object), labels and split sizes."""
+    masks = None
     if name == "fashion":
         grey, labels = load_fashion("t10k")
-        colour = np.repeat(to_canvas(grey)[..., None], 3, axis=-1)
+        canvas = to_canvas(grey)
+        colour, masks = np.repeat(canvas[..., None], 3, axis=-1), canvas > 0.2
         sizes = (3000, 1000, 6000)
     elif name == "digits":
         _, _, grey, labels = digits_split()
-        colour = np.repeat(to_canvas(grey)[..., None], 3, axis=-1)
+        canvas = to_canvas(grey)
+        colour, masks = np.repeat(canvas[..., None], 3, axis=-1), canvas > 0.2
         sizes = (500, 200, len(labels) - 700)
     elif name == "coloured_shapes":
         n = 10000
         labels = np.arange(n) % len(spec["classnames"])
         colour_of = [c.split()[0] for c in spec["classnames"]]
         shape_of = [SHAPE_CLASSES.index(c.split()[1]) for c in spec["classnames"]]
-        masks = render_shapes(np.array([shape_of[k] for k in labels]), rng)
-        colour, _ = colourise(masks, rng, [colour_of[k] for k in labels])
+        grey = render_shapes(np.array([shape_of[k] for k in labels]), rng)
+        colour, _ = colourise(grey, rng, [colour_of[k] for k in labels])
+        masks = grey > 0.5
         sizes = (4000, 2000, 4000)
     else:
         n = 5000
         labels = np.arange(n) % 10
         render = render_shapes if name == "shapes" else render_textures
-        colour, _ = colourise(render(labels, rng), rng)
+        grey = render(labels, rng)
+        colour, _ = colourise(grey, rng)
+        masks = grey > 0.5 if name == "shapes" else None
         sizes = (2000, 1000, 2000)
+    return colour, masks, labels, sizes
+
+
+def build_embedded(name: str, style: str | None = None) -> Dataset:
+    """Build one embedded downstream task (01_zero_shot onwards). Deterministic.
+
+    `style` shows the same images, in the same train/val/test split, in another style
+    (06_protocols: domain shift); its noise comes from a generator of its own.
+    """
+    if name not in EMBEDDED:
+        raise ValueError(f"unknown dataset {name!r}: choose one of {sorted(EMBEDDED)}")
+    if style is not None and style not in STYLES:
+        raise ValueError(f"unknown style {style!r}: choose one of {list(STYLES)}")
+    spec = EMBEDDED[name]
+    rng = np.random.default_rng(spec["seed"])
+    colour, masks, labels, sizes = _draw(name, spec, rng)
     images = apply_style(colour, [spec["style"]] * len(labels), rng)
-    train, val, test = _split_pool(images, labels, spec["classnames"], sizes, rng)
-    return Dataset(name, list(spec["classnames"]), train, val, test, style=spec["style"])
+    order = rng.permutation(len(labels))
+    if style is not None and style != spec["style"]:
+        own = np.random.default_rng([spec["seed"], STYLES.index(style)])
+        images = apply_style(colour, [style] * len(labels), own)
+    train, val, test = _split(images, masks, labels, spec["classnames"], sizes, order)
+    return Dataset(name, list(spec["classnames"]), train, val, test, style=style or spec["style"])
