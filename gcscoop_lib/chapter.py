@@ -134,14 +134,15 @@ class Chapter:
         return self.runner.task(self.config("zeroshot", dataset, seed).config)
 
     def table(self, method_names, seeds=protocol.SEEDS, datasets=None, records: str = "runs.jsonl",
-              **knobs) -> Table:
+              recipe: dict | None = None, **knobs) -> Table:
         """Every method x dataset x seed (stored or run now) and its summary; `records` names the
-        records file they are kept in (the benchmark's by default)."""
+        records file they are kept in (the benchmark's by default), `recipe` changes the recipe
+        for these runs."""
         if records not in self._runners:
             self._runners[records] = Runner(self.runner.dir, self.runner.device, records)
         runner = self._runners[records]
-        done = [runner.run(self.config(m, d, s, **knobs)) for m in method_names for d in datasets or self.datasets
-                for s in seeds]
+        done = [runner.run(self.config(m, d, s, recipe, **knobs)) for m in method_names
+                for d in datasets or self.datasets for s in seeds]
         return Table(done, reports.summarise(done))
 
     def knob(self, method: str, name: str):

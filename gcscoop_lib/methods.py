@@ -19,7 +19,7 @@ from typing import Callable, Protocol
 import torch
 import torch.nn.functional as F
 
-from . import prompts
+from . import cocoop, prompts
 
 
 class PromptModel(Protocol):
@@ -295,6 +295,7 @@ def _as(kind: type, name: str, value):
 METHODS = {m.name: m for m in [
     Method("zeroshot", "Zero-shot CLIP", "#7f7f7f", None),
     Method("coop", "CoOp", "#d62728", coop_update),
+    Method("cocoop", "CoCoOp", "#9467bd", coop_update, build=cocoop.build),
     Method("prograd", "ProGrad", "#1f77b4", prograd_update, ProGradKnobs,
            {"lam": (0.25, 0.5, 1.0, 2.0)}),
     Method("kgcoop", "KgCoOp", "#17becf", kgcoop_update, KgCoOpKnobs,

@@ -18,6 +18,8 @@ WARMUP_LR = 1e-5              # epoch 0 runs at this constant rate, then cosine 
 
 # GCSCoOp's public recipe (ViT-B/16, 16 shots, M = 4 "a photo of a")
 PAPER_RECIPE = {"lr": 0.002, "epochs": 200, "batch_size": 128}
+# CoCoOp's own recipe (its text encoder runs once per image, hence batch 1)
+COCOOP_RECIPE = {"lr": 0.002, "epochs": 10, "batch_size": 1}
 
 # The tiny CLIP's shared recipe: chosen by CoOp's base validation accuracy over this grid
 RECIPE_GRID = {"lr": [0.002, 0.01, 0.05, 0.2], "epochs": [25, 50, 100], "batch_size": [32]}

@@ -5,8 +5,10 @@ the same key and stamp (06_benchmark).
 A record is reused only while its stamp matches the code that would produce it now. The
 stamp of a method is a hash of the *syntax* of every library function and class its run
 reaches (its update rule, the training loop, the text encoder, data generation, evaluation),
-found by following the names the code uses. Comments, docstrings and formatting do not
-count; a changed rule does, and only for the methods whose runs reach it.
+found by following the names the code uses, and of the values of the library's constants
+that code names (the protocol's momentum, the world's task list). Comments, docstrings and
+formatting do not count; a changed rule or setting does, and only for the methods whose
+runs reach it.
 """
 from __future__ import annotations
 
@@ -118,18 +120,42 @@ def _syntax(obj) -> str:
     return ast.dump(tree, annotate_fields=False)
 
 
-def _referenced(obj) -> list:
-    """The library's functions and classes that `obj`'s code names, directly or as module.attribute."""
-    found = []
+def _referenced(obj) -> tuple[list, dict]:
+    """The library's functions and classes that `obj`'s code names, directly or as
+    module.attribute, and the library's plain-data constants it names (as JSON, by name)."""
+    found, constants = [], {}
+
+    def note(module: str, name: str, value) -> None:
+        mine = _own(value)
+        if mine is not None:
+            found.append(mine)
+        elif module.startswith(PACKAGE) and not callable(value) and not isinstance(value, types.ModuleType):
+            try:
+                constants[f"{module}.{name}"] = json.dumps(value, sort_keys=True)
+            except (TypeError, ValueError):   # not plain data (a registry of objects): its parts are code
+                pass
+
     for function in _functions_of(obj) if inspect.isclass(obj) else [obj]:
         names = _names(function.__code__)
         for name in names:
-            value = function.__globals__.get(name) or _submodule(name)   # the latter: imports inside a function
+            # imports inside a function are not globals: look such a name up among the modules
+            value = function.__globals__[name] if name in function.__globals__ else _submodule(name)
             if isinstance(value, types.ModuleType) and value.__name__.startswith(PACKAGE):
-                found += [_own(getattr(value, n, None)) for n in names]
-            else:
-                found.append(_own(value))
-    return [f for f in found if f is not None]
+                for attribute in names:
+                    if hasattr(value, attribute):
+                        note(value.__name__, attribute, getattr(value, attribute))
+            elif value is not None:
+                note(function.__module__, name, value)
+    return found, constants
+
+
+def _defaults(obj) -> str:
+    """A function's default values (a default read from a constant, such as the warm-up rate,
+    is a value the syntax alone does not show)."""
+    if not inspect.isfunction(obj):
+        return ""
+    defaults = [obj.__defaults__ or (), sorted((obj.__kwdefaults__ or {}).items())]
+    return json.dumps(defaults, default=lambda value: type(value).__name__)
 
 
 @lru_cache(maxsize=None)
@@ -146,14 +172,17 @@ def _submodule(name: str):
 
 def code_fingerprint(*roots) -> str:
     """A hash of the syntax of everything in the library that `roots` reach."""
-    seen, todo = {}, [inspect.unwrap(r) for r in roots]
+    seen, constants, todo = {}, {}, [inspect.unwrap(r) for r in roots]
     while todo:
         obj = todo.pop()
         key = f"{obj.__module__}.{obj.__qualname__}"
         if key in seen:
             continue
-        seen[key] = _syntax(obj)
-        todo += _referenced(obj)
+        seen[key] = _syntax(obj) + _defaults(obj)
+        found, named = _referenced(obj)
+        todo += found
+        constants.update(named)
+    seen.update({f"{k} =": v for k, v in constants.items()})
     text = "\n".join(f"{k}:{seen[k]}" for k in sorted(seen))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -167,6 +196,15 @@ def method_fingerprint(method: str) -> str:
     roots = [tasks.prepare_task, evaluation.evaluate_prompt, evaluation.evaluate_zero_shot]
     roots += [training.train, entry.update, entry.knob_type, entry.build] if entry.trains else []
     return code_fingerprint(*roots)
+
+
+def read_code_now() -> None:
+    """Compute every method's code stamp now (cached for the process): stamps read the
+    library's source files, so a long run reads them once, before anyone edits them."""
+    from . import methods
+
+    for name in methods.METHODS:
+        method_fingerprint(name)
 
 
 def stamp(config) -> dict:

@@ -54,6 +54,7 @@ class Runner:
         self.lendable = {r["key"]: r for name in borrow_from for r in records.read_records(self.dir / name)}
         self.trained: list[str] = []      # keys of the runs done by this runner
         self._clips, self._tasks, self._stamps = {}, {}, {}
+        records.read_code_now()
 
     def clip(self, config: TrainConfig):
         name = (config.model, config.pretrained)

@@ -1,0 +1,141 @@
+"""CoCoOp (02_coop): the context conditioned on the image. A small meta-network turns each
+image's feature into a shift that is added to every context vector, so each image gets its
+own prompts for all the classes; the meta-network learns together with the context.
+
+Encoding B images' prompts for K classes is B x K prompts, in one batched call. Each image's
+prompts share their first positions (the start token and the image's context), so those are
+encoded once per image, as TextEncoder does for one prompt set; positions after the last
+end-of-text token are dropped as there.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .devices import autocast
+from .models import Clip
+from .prompts import SINGLE_TEMPLATE, PromptedClip, PromptLearner
+
+
+class MetaNet(nn.Module):
+    """CoCoOp's meta-network: Linear(E, E/16) -> ReLU -> Linear(E/16, W), from the normalised
+    image feature (E) to a shift of the context vectors (W, the token embedding width)."""
+
+    def __init__(self, feature_dim: int, width: int):
+        super().__init__()
+        self.linear1 = nn.Linear(feature_dim, max(feature_dim // 16, 1))
+        self.linear2 = nn.Linear(max(feature_dim // 16, 1), width)
+
+    def forward(self, image_features: torch.Tensor) -> torch.Tensor:
+        return self.linear2(F.relu(self.linear1(image_features)))
+
+
+class CoCoOpModel(PromptedClip):
+    """A prompted CLIP whose prompts depend on the image: ctx + meta_net(f) before every class
+    name. Holds no class-level text features (each image has its own)."""
+
+    text_features = None      # per image, not per class: see logits
+    image_chunk = 256         # images whose prompts are encoded at once (memory, not results)
+
+    def __init__(self, clip: Clip, learner: PromptLearner, template: str = SINGLE_TEMPLATE,
+                 meta_net: MetaNet | None = None):
+        super().__init__(clip, learner, template)
+        if learner.class_specific or learner.position != "end":
+            raise ValueError("CoCoOp conditions one shared context before the class name: use "
+                             "class_specific=False and position='end'")
+        width = learner.ctx.shape[-1]
+        self.meta_net = meta_net or MetaNet(self.zs_text.shape[-1], width).to(clip.device)
+
+    @property
+    def params(self) -> list[torch.Tensor]:
+        return [self.learner.ctx, *self.meta_net.parameters()]
+
+    def image_prompts(self, image_features: torch.Tensor) -> torch.Tensor:
+        """Prompt embeddings B x K x L x W: each image's shifted context before every class name."""
+        ctx = self.learner.ctx + self.meta_net(image_features)[:, None, :]          # B x M x W
+        b, k = len(ctx), len(self.learner.classnames)
+        prefix = self.learner.token_prefix.expand(b, -1, -1, -1)                  # B x K x 1 x W
+        suffix = self.learner.token_suffix.expand(b, -1, -1, -1)                  # B x K x S x W
+        return torch.cat([prefix, ctx[:, None].expand(-1, k, -1, -1), suffix], dim=2)
+
+    def image_text_features(self, image_features: torch.Tensor) -> torch.Tensor:
+        """Normalised class features of each image's prompts, B x K x E."""
+        tokens = self.learner.token_ids()
+        with autocast(self.clip.device):
+            features = encode_groups(self.text_encoder, self.image_prompts(image_features), tokens,
+                                     self.learner.shared)
+        return F.normalize(features.float(), dim=-1)
+
+    def logits(self, image_features: torch.Tensor, text_features: torch.Tensor | None = None) -> torch.Tensor:
+        if text_features is not None:
+            raise ValueError("CoCoOp's text features depend on the image: call logits(image_features)")
+        out = []
+        for chunk in image_features.split(self.image_chunk):
+            text = self.image_text_features(chunk)
+            out.append(self.logit_scale * torch.einsum("be,bke->bk", chunk, text))
+        return torch.cat(out)
+
+    def learned(self) -> dict[str, torch.Tensor]:
+        return {"ctx": self.learner.ctx.detach().cpu().clone(),
+                **{f"meta_net.{k}": v.detach().cpu().clone() for k, v in self.meta_net.state_dict().items()}}
+
+    def load_learned(self, learned: dict[str, torch.Tensor]) -> "CoCoOpModel":
+        with torch.no_grad():
+            self.learner.ctx.copy_(learned["ctx"].to(self.learner.ctx.device))
+        self.meta_net.load_state_dict({k[len("meta_net."):]: v for k, v in learned.items()
+                                       if k.startswith("meta_net.")})
+        return self
+
+    def for_classes(self, classnames: list[str]) -> "CoCoOpModel":
+        """The same context and meta-network with other class names."""
+        return CoCoOpModel(self.clip, self.learner.for_classes(classnames), self.template, self.meta_net)
+
+
+def build(clip: Clip, config, classnames: list[str], template: str = SINGLE_TEMPLATE) -> CoCoOpModel:
+    """CoCoOp's model for a run (its registry entry's build)."""
+    learner = PromptLearner(clip, classnames, config.n_ctx, config.ctx_init, config.position,
+                            config.class_specific, seed=config.seed)
+    return CoCoOpModel(clip, learner, template)
+
+
+def encode_groups(encoder, embeddings: torch.Tensor, tokens: torch.Tensor, shared: int) -> torch.Tensor:
+    """B groups of K prompts, B x K x L x W embeddings, through the text encoder at once -> B x K x E.
+
+    The first `shared` positions of a group are the same in its K prompts (and, the
+    transformer being causal, so are their states), so each group stores them once: rows
+    [shared prefix, rest of prompt 1, ..., rest of prompt K], as TextEncoder.encode does
+    for a single group.
+    """
+    if encoder.reference:
+        b, k = embeddings.shape[:2]
+        return encoder(embeddings.flatten(0, 1), tokens.repeat(b, 1)).view(b, k, -1)
+    eot = tokens.argmax(dim=-1)
+    length = int(eot.max()) + 1
+    shared = min(shared, int(eot.min()))
+    x = embeddings[:, :, :length] + encoder.positional_embedding[:length].to(embeddings.dtype)
+    b, k, _, width = x.shape
+    rows = torch.cat([x[:, 0, :shared], x[:, :, shared:].reshape(b, -1, width)], dim=1)
+    eot_rows = shared + torch.arange(k, device=x.device) * (length - shared) + eot - shared
+    blocks = encoder.transformer.resblocks
+    for i, block in enumerate(blocks):
+        out = attend_groups(block.attn, block.ln_1(rows), k, shared)
+        if i < len(blocks) - 1:
+            out = torch.cat([out[:, 0, :shared], out[:, :, shared:].reshape(b, -1, width)], dim=1)
+        else:
+            out, rows = out[:, torch.arange(k, device=x.device), eot], rows[:, eot_rows]
+        rows = rows + block.ls_1(F.linear(out, block.attn.out_proj.weight, block.attn.out_proj.bias))
+        rows = rows + block.ls_2(block.mlp(block.ln_2(rows)))
+    return encoder.project(encoder.ln_final(rows))
+
+
+def attend_groups(attn: nn.MultiheadAttention, rows: torch.Tensor, k: int, shared: int) -> torch.Tensor:
+    """Causal self-attention of B groups of K prompts stored as rows (B x R x D) -> B x K x L x D."""
+    b = len(rows)
+    qkv = F.linear(rows, attn.in_proj_weight, attn.in_proj_bias)
+    qkv = torch.cat([qkv[:, None, :shared].expand(-1, k, -1, -1), qkv[:, shared:].view(b, k, -1, qkv.shape[-1])],
+                    dim=2)
+    length = qkv.shape[2]
+    q, key, value = qkv.view(b * k, length, 3, attn.num_heads, -1).permute(2, 0, 3, 1, 4)
+    out = F.scaled_dot_product_attention(q, key, value, is_causal=True)
+    return out.transpose(1, 2).reshape(b, k, length, -1)
