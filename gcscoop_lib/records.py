@@ -122,14 +122,16 @@ def _syntax(obj) -> str:
 
 def _referenced(obj) -> tuple[list, dict]:
     """The library's functions and classes that `obj`'s code names, directly or as
-    module.attribute, and the library's plain-data constants it names (as JSON, by name)."""
+    module.attribute, and the library's constants it names (UPPER_CASE plain data, as JSON;
+    private caches and a module's own attributes such as its path are no part of a stamp)."""
     found, constants = [], {}
 
     def note(module: str, name: str, value) -> None:
         mine = _own(value)
         if mine is not None:
             found.append(mine)
-        elif module.startswith(PACKAGE) and not callable(value) and not isinstance(value, types.ModuleType):
+        elif module.startswith(PACKAGE) and name.isupper() and not name.startswith("_") \
+                and not callable(value) and not isinstance(value, types.ModuleType):
             try:
                 constants[f"{module}.{name}"] = json.dumps(value, sort_keys=True)
             except (TypeError, ValueError):   # not plain data (a registry of objects): its parts are code
