@@ -103,7 +103,8 @@ def cmd_benchmark(args) -> None:
     start = time.time()
     runner = runs.Runner(args.results, args.device, progress=True, borrow_from=("tuning_runs.jsonl",))
     tuned = _tuning_for(args)
-    done = [runner.run(TrainConfig(method=m, dataset=d, seed=s, knobs=tuned["knobs"].get(m, {}), **tuned["recipe"]))
+    done = [runner.run(TrainConfig(method=m, dataset=d, seed=s, model=args.model, pretrained=args.pretrained,
+                                   knobs=tuned["knobs"].get(m, {}), **tuned["recipe"]), force=args.force)
             for m in args.methods for d in args.datasets for s in args.seeds]
     table = reports.summarise(done)
     order = [m for m in methods.METHODS if m in args.methods]

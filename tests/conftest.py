@@ -1,7 +1,23 @@
 import pytest
 
 from gcscoop_lib.models import load_clip
-from gcscoop_lib.training import prepare_task
+from gcscoop_lib.tasks import prepare_task
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_folders(tmp_path_factory):
+    """Session-wide, so that the session fixtures below already write their features here."""
+    base = tmp_path_factory.getbasetemp()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GCSCOOP_CACHE", str(base / "feature-cache"))
+        patch.setenv("GCSCOOP_RESULTS", str(base / "session-runs"))
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _isolated_results(tmp_path_factory, monkeypatch):
+    """Each test writes its runs to a folder of its own, never to ~/gcscoop_runs or the book's results/."""
+    monkeypatch.setenv("GCSCOOP_RESULTS", str(tmp_path_factory.mktemp("runs")))
 
 
 @pytest.fixture(scope="session")
@@ -12,8 +28,3 @@ def clip():
 @pytest.fixture(scope="session")
 def task(clip, tmp_path_factory):
     return prepare_task(clip, "shapes", shots=4, seed=1, split_dir=tmp_path_factory.mktemp("splits"))
-
-
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("GCSCOOP_CACHE", str(tmp_path_factory.getbasetemp() / "feature-cache"))

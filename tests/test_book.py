@@ -68,29 +68,38 @@ def colab_cell(path: Path) -> str:
     return "".join(next(c for c in cells if c["cell_type"] == "code")["source"])
 
 
-def test_every_chapter_has_the_same_colab_cell_and_repository():
+COLAB_URL, COLAB_DIR = "https://github.com/gcscoop-book/gcscoop-book", "/content/book"
+
+
+def test_every_chapter_has_the_same_short_colab_cell_and_repository():
     url = re.search(r"url: (\S+)", (ROOT / "_config.yml").read_text()).group(1)
     cells = {colab_cell(path) for path in CHAPTERS}
     assert len(cells) == 1, "the chapters' Colab cells differ"
     cell = cells.pop()
-    assert set(re.findall(r'"(https://github.com/[^"]+)"', cell)) == {url}
-    assert "os.chdir" in cell and "check=True" in cell
+    assert len(cell.splitlines()) <= 6 and max(map(len, cell.splitlines())) <= 79
+    assert url == COLAB_URL and f'"{COLAB_URL}", "{COLAB_DIR}"' in cell
+    from gcscoop_lib import settings
+
+    assert str(settings.COLAB_BOOK) == COLAB_DIR, "the library looks for the book where the cell does not put it"
 
 
-def test_colab_cell_stops_with_one_line_when_the_install_fails(tmp_path, monkeypatch, capsys):
-    """An unreachable repository stops the cell with one line naming the fix, before anything is imported."""
+def colab_version(cell: str, repository: str, folder: Path) -> str:
+    """The Colab cell with a local repository and folder in place of GitHub and /content."""
+    return cell.replace(f'"{COLAB_URL}", "{COLAB_DIR}"', f'"{repository}", "{folder}"')
+
+
+def test_colab_cell_stops_with_one_line_when_the_install_fails(tmp_path, monkeypatch, capfd):
+    """An unreachable repository stops the cell with one line naming the fix, and git's own error is shown."""
     import types
 
     monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
-    monkeypatch.setenv("GCSCOOP_BOOK_REPO", (tmp_path / "no-such-repository").as_uri())
-    monkeypatch.setenv("GCSCOOP_BOOK_DIR", str(tmp_path / "clone"))
-    monkeypatch.chdir(tmp_path)
+    cell = colab_version(colab_cell(CHAPTERS[0]), (tmp_path / "no-such-repository").as_uri(), tmp_path / "book")
     with pytest.raises(SystemExit) as stop:
-        exec(colab_cell(CHAPTERS[0]), {"__name__": "__main__"})
+        exec(cell, {"__name__": "__main__"})
     message = str(stop.value)
-    assert "\n" not in message and "internet connection" in message and "run this cell again" in message
-    assert "no-such-repository" in capsys.readouterr().out, "git's own error is not shown"
-    assert Path.cwd() == tmp_path
+    assert "\n" not in message and "internet" in message and "run again" in message
+    assert "no-such-repository" in capfd.readouterr().err, "git's own error is not shown"
+    assert not (tmp_path / "book").exists()
 
 
 @pytest.fixture
@@ -118,8 +127,8 @@ def colab_kernel(tmp_path, monkeypatch):
 
 def test_chapter_opened_alone_in_colab_prints_the_books_numbers(tmp_path, colab_kernel, monkeypatch):
     """One chapter opened alone, as Colab opens it: from an empty folder, under a stand-in Colab, its
-    first cell clones the repository, installs it and works from the clone's book/ folder, so the
-    chapter finds the tuned recipe and the run records and prints the book's numbers.
+    first cell clones the repository and installs its library, and the chapter finds the book's tuned
+    recipe and run records in the clone and prints the book's numbers.
 
     The repository is a local clone of this one, so this runs the committed HEAD (its chapter, its
     library, its records): commit a change to the Colab cell before this test can see it.
@@ -129,16 +138,20 @@ def test_chapter_opened_alone_in_colab_prints_the_books_numbers(tmp_path, colab_
     installed = importlib.metadata.distribution("gcscoop_lib").read_text("direct_url.json")
     source = tmp_path / "repository"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(source)], check=True)
-    chapter = source / "book" / "06_benchmark.ipynb"    # every number it prints is read from records
+    chapter = json.loads((source / "book" / "06_benchmark.ipynb").read_text())   # it prints only records
+    first = next(c for c in chapter["cells"] if c["cell_type"] == "code")
+    clone = tmp_path / "book"
+    first["source"] = colab_version("".join(first["source"]), source.as_uri(), clone)
     alone = tmp_path / "colab"
     alone.mkdir()
-    monkeypatch.setenv("GCSCOOP_BOOK_REPO", source.as_uri())
-    monkeypatch.setenv("GCSCOOP_BOOK_DIR", str(tmp_path / "gcscoop-book"))
-    out = alone / chapter.name
-    papermill.execute_notebook(str(chapter), str(out), cwd=str(alone), kernel_name=colab_kernel,
-                               progress_bar=False)
-    assert (tmp_path / "gcscoop-book" / "results" / "tuning.json").exists()
-    executed, committed = shown(json.loads(out.read_text())), shown(json.loads(chapter.read_text()))
+    (alone / "06_benchmark.ipynb").write_text(json.dumps(chapter))
+    monkeypatch.setenv("GCSCOOP_BOOK_RESULTS", str(clone / "results"))   # where Colab's clone would be
+    out = alone / "executed.ipynb"
+    papermill.execute_notebook(str(alone / "06_benchmark.ipynb"), str(out), cwd=str(alone),
+                               kernel_name=colab_kernel, progress_bar=False)
+    assert (clone / "results" / "tuning.json").exists()
+    executed = shown(json.loads(out.read_text()))
+    committed = shown(json.loads((ROOT / "book" / "06_benchmark.ipynb").read_text()))
     assert executed == committed and any(re.search(r"\d\.\d", text) for text in committed)
     assert importlib.metadata.distribution("gcscoop_lib").read_text("direct_url.json") == installed
 
@@ -173,8 +186,6 @@ def paper_rehearsal(tmp_path_factory):
     root = tmp_path_factory.mktemp("paper")
     split_file_fixture(root / "data", per_split=(16, 4, 6))
     (root / "book").mkdir()
-    (root / "results").mkdir()
-    shutil.copy(ROOT / "results" / "world_design.md", root / "results")
     return root
 
 
@@ -203,12 +214,78 @@ def printed(nb: dict) -> str:
     return "\n".join(texts)
 
 
-def test_stored_records_are_current():
-    """Every record in results/ comes from the code and weights as they are now."""
-    from gcscoop_lib import experiments
-    from gcscoop_lib.records import read_records
+def test_stored_records_and_solutions_are_current():
+    """Every record in results/ comes from the code and weights as they are now, and so does every
+    stored solution; every trained record has its solution."""
+    from gcscoop_lib import runs
+    from gcscoop_lib.records import read_records, solution_path
 
     for path in sorted((ROOT / "results").glob("*.jsonl")):
-        runner = experiments.Runner(ROOT / "results", device="cpu", records_file=path.name)
+        runner = runs.Runner(ROOT / "results", device="cpu", records_file=path.name)
         stale = [r["key"] for r in read_records(path) if not runner.is_current(r)]
         assert not stale, f"{path.name}: {len(stale)} records from older code or weights: run `make book`"
+        missing = [r["key"] for r in read_records(path)
+                   if r["method"] != "zeroshot" and not solution_path(ROOT / "results", r["key"]).exists()]
+        assert not missing, f"{path.name}: {len(missing)} trained records without their solution: run `make book`"
+    stale = runs.stale_solutions(ROOT / "results")
+    assert not stale, f"{len(stale)} solutions without a current record: run `python -m gcscoop_lib prune`"
+
+
+def tracked_results() -> str:
+    """What git says about results/: empty while nothing there was changed or added."""
+    return subprocess.run(["git", "status", "--porcelain", "--", "results"], cwd=ROOT, check=True,
+                          capture_output=True, text=True).stdout
+
+
+@pytest.mark.parametrize("where", ["root", "empty"])
+def test_a_chapter_run_from_anywhere_prints_the_books_numbers(where, tmp_path, monkeypatch):
+    """Run from the repository root or from an empty folder, a chapter finds the book's recipe and
+    records through the installed library and prints what the committed chapter prints."""
+    import papermill
+
+    reader = tmp_path / "my-runs"
+    monkeypatch.setenv("GCSCOOP_RESULTS", str(reader))
+    cwd = ROOT if where == "root" else tmp_path
+    before = tracked_results()
+    chapter = ROOT / "book" / "06_benchmark.ipynb"
+    out = tmp_path / "out.ipynb"
+    papermill.execute_notebook(str(chapter), str(out), cwd=str(cwd), kernel_name="python3", progress_bar=False)
+    assert shown(json.loads(out.read_text())) == shown(json.loads(chapter.read_text()))
+    assert tracked_results() == before and not reader.exists(), "a stored run was trained again"
+
+
+def test_a_knob_passed_to_a_chapter_changes_its_numbers_and_words_and_not_the_books_records(tmp_path, monkeypatch):
+    """`papermill -p rho 0.2` on the SAM chapter: its settings table says the knob was set here, its
+    SAM-CoOp numbers change, it says what it trained and where, and the book's records stay as they are."""
+    import papermill
+
+    reader = tmp_path / "my-runs"
+    monkeypatch.setenv("GCSCOOP_RESULTS", str(reader))
+    before = tracked_results()
+    chapter = ROOT / "book" / "04_sam.ipynb"
+    out = tmp_path / "out.ipynb"
+    papermill.execute_notebook(str(chapter), str(out), parameters={"rho": 0.2, "seeds": [1]},
+                               cwd=str(chapter.parent), kernel_name="python3", progress_bar=False)
+    executed, committed = printed(json.loads(out.read_text())), printed(json.loads(chapter.read_text()))
+    assert "| SAM-CoOp | rho = 0.2 | set in this notebook |" in executed
+    results = [line for line in executed.splitlines() if line.startswith("| SAM-CoOp | ") and "rho" not in line]
+    assert results and not any(line in committed for line in results)
+    assert "trained now" in executed and str(reader) in executed
+    assert tracked_results() == before and (reader / "runs.jsonl").exists()
+
+
+def test_a_readers_command_line_runs_leave_the_books_records_alone(tmp_path):
+    """`train` and `benchmark` without --results write to the reader's folder (~/gcscoop_runs) and say so."""
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("GCSCOOP_")}
+    env.update(HOME=str(tmp_path), OMP_NUM_THREADS="1")
+    before = tracked_results()
+    train = subprocess.run([sys.executable, "-m", "gcscoop_lib", "train", "--method", "kgcoop", "--dataset",
+                            "shapes", "--knob", "lam=2", "--seed", "7", "--epochs", "3"],
+                           env=env, capture_output=True, text=True, check=True)
+    assert "trained now" in train.stdout and str(tmp_path / "gcscoop_runs") in train.stdout
+    bench = subprocess.run([sys.executable, "-m", "gcscoop_lib", "benchmark", "--methods", "zeroshot",
+                            "--datasets", "shapes", "--seeds", "1"], env=env, capture_output=True, text=True,
+                           check=True)
+    assert str(tmp_path / "gcscoop_runs" / "benchmark.md") in bench.stdout
+    assert tracked_results() == before
+    assert (tmp_path / "gcscoop_runs" / "runs.jsonl").exists() and (tmp_path / "gcscoop_runs" / "benchmark.md").exists()

@@ -1,13 +1,16 @@
-"""Property tests of every gradient rule (chapters 3-6)."""
+"""Property tests of every gradient rule (chapters 3-6), the methods' knobs, and a second model
+through the build slot."""
 import math
 import shutil
+from dataclasses import dataclass
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from gcscoop_lib import methods
+from gcscoop_lib import evaluation, methods
 from gcscoop_lib.methods import Batch, constrain_sam_gradient, prograd_direction
-from gcscoop_lib.prompts import PromptedClip
+from gcscoop_lib.prompts import PromptedClip, PromptLearner
 from gcscoop_lib.training import TrainConfig, build_model, train
 
 
@@ -96,7 +99,7 @@ def test_sam_gradient_is_taken_at_the_perturbed_point(clip, task):
 def test_gcscoop_with_zero_rho_is_coop_step_for_step(clip, task):
     common = dict(dataset="shapes", shots=4, epochs=4, batch_size=8, lr=0.05)
     coop = train(TrainConfig(method="coop", **common), clip, task)
-    gcs = train(TrainConfig(method="gcscoop", hparams={"rho": 0.0}, **common), clip, task)
+    gcs = train(TrainConfig(method="gcscoop", knobs={"rho": 0.0}, **common), clip, task)
     assert torch.equal(coop.model.learner.ctx, gcs.model.learner.ctx)
     assert [s["loss"] for s in coop.steps] == [s["loss"] for s in gcs.steps]
     assert {s["regime"] for s in gcs.steps} == {"sam"}
@@ -105,7 +108,7 @@ def test_gcscoop_with_zero_rho_is_coop_step_for_step(clip, task):
 def test_training_records_the_regime_its_cosine_implies(clip, task):
     low, up = 0.5, 0.9
     result = train(TrainConfig(method="gcscoop", dataset="shapes", shots=4, epochs=6, batch_size=8, lr=0.05,
-                               hparams={"rho": 2.0, "beta_low": low, "beta_up": up}), clip, task)
+                               knobs={"rho": 2.0, "beta_low": low, "beta_up": up}), clip, task)
     for s in result.steps:
         expected = "sam" if s["cos"] >= up else "erm" if s["cos"] <= low else "projected"
         assert s["regime"] == expected
@@ -114,7 +117,7 @@ def test_training_records_the_regime_its_cosine_implies(clip, task):
 def test_kgcoop_with_zero_lambda_is_coop(clip, task):
     common = dict(dataset="shapes", shots=4, epochs=3, batch_size=8, lr=0.05)
     coop = train(TrainConfig(method="coop", **common), clip, task)
-    kg = train(TrainConfig(method="kgcoop", hparams={"lam": 0.0}, **common), clip, task)
+    kg = train(TrainConfig(method="kgcoop", knobs={"lam": 0.0}, **common), clip, task)
     assert torch.allclose(coop.model.learner.ctx, kg.model.learner.ctx, atol=1e-6)
 
 
@@ -137,8 +140,8 @@ def test_compiled_text_encoder_gives_the_eager_steps(clip, task):
         for model in (eager, compiled):
             model.learner.ctx.add_(offset)
     for method in ("prograd", "gcscoop"):
-        update, hp = methods.get(method).update, methods.get(method).hparams()
-        a, b = update(eager, batch, hp), update(compiled, batch, hp)
+        update, knobs = methods.get(method).update, methods.get(method).knobs()
+        a, b = update(eager, batch, knobs), update(compiled, batch, knobs)
         assert torch.allclose(a.grad, b.grad, rtol=1e-4, atol=1e-5 * a.grad.abs().max())
         assert a.info.keys() == b.info.keys()
 
@@ -165,7 +168,7 @@ def test_kgcoop_gradient_is_ce_plus_lambda_times_distance(clip, task):
     model, batch = moved_model(clip, task), small_batch(task)
     step = methods.kgcoop_update(model, batch, methods.KgCoOpKnobs(lam=8.0))
     text = model.text_features()
-    ce = torch.nn.functional.cross_entropy(model.logit_scale * batch.features @ text.T, batch.labels)
+    ce = F.cross_entropy(model.logit_scale * batch.features @ text.T, batch.labels)
     distance = (1 - (text * model.zs_text).sum(-1)).mean()   # unit vectors: cosine is the dot product
     expected = grad_of(ce + 8.0 * distance, model)
     assert torch.allclose(step.grad, expected, rtol=1e-4, atol=1e-6)
@@ -175,7 +178,7 @@ def test_kgcoop_gradient_is_ce_plus_lambda_times_distance(clip, task):
 def test_kgcoop_pulls_the_class_features_towards_the_hand_written_ones(clip, task):
     common = dict(dataset="shapes", shots=4, epochs=6, batch_size=8, lr=0.2)
     coop = train(TrainConfig(method="coop", **common), clip, task).model
-    kg = train(TrainConfig(method="kgcoop", hparams={"lam": 8.0}, **common), clip, task).model
+    kg = train(TrainConfig(method="kgcoop", knobs={"lam": 8.0}, **common), clip, task).model
     distance = [(1 - (m.text_features() * m.zs_text).sum(-1)).mean().item() for m in (coop, kg)]
     assert distance[1] < 0.5 * distance[0]
 
@@ -184,7 +187,7 @@ def test_kgcoop_pulls_the_class_features_towards_the_hand_written_ones(clip, tas
 def test_prograd_step_projects_the_ce_gradient_against_the_kl_gradient(clip, task, T):
     model, batch = moved_model(clip, task, scale=0.1), small_batch(task)
     logits = model.logit_scale * batch.features @ model.text_features().T
-    ce = torch.nn.functional.cross_entropy(logits, batch.labels)
+    ce = F.cross_entropy(logits, batch.labels)
     teacher = (model.logit_scale * batch.features @ model.zs_text.T / T).softmax(-1)
     kl = (teacher * (teacher.log() - (logits / T).log_softmax(-1))).sum(-1).mean() * T ** 2
     g_d, g_g = grad_of(ce, model), grad_of(kl, model)
@@ -270,6 +273,7 @@ def test_assign_grad_puts_the_flat_gradient_on_each_parameter():
     assert torch.equal(c.grad, flat[10:])
 
 
+# ----------------------------------------------------------------------------- knobs
 def test_knobs_are_checked():
     with pytest.raises(ValueError, match="^the temperature T must be > 0, got 0.0$"):
         methods.ProGradKnobs(T=0.0)
@@ -281,9 +285,100 @@ def test_knobs_are_checked():
         with pytest.raises(ValueError, match="^rho must be >= 0, got -0.1$"):
             knobs(rho=-0.1)
         assert knobs(rho=0.0).rho == 0.0
-    with pytest.raises(ValueError, match="^coop has no hyper-parameter 'rho': it takes none$"):
-        methods.get("coop").hparams({"rho": 0.1})
-    with pytest.raises(ValueError, match=r"^sam has no hyper-parameter 'lam': it takes \['rho'\]$"):
-        methods.get("sam").hparams({"lam": 0.1})
-    assert methods.get("gcscoop").hparams({"rho": 1}) == methods.GcsCoOpKnobs(rho=1.0)
-    assert methods.knob_names() == ["T", "beta_low", "beta_up", "lam", "rho"]
+    with pytest.raises(ValueError, match="^coop has no knob 'rho': it takes none$"):
+        methods.get("coop").knobs({"rho": 0.1})
+    with pytest.raises(ValueError, match="^sam has no knob 'lam': it takes rho$"):
+        methods.get("sam").knobs({"lam": 0.1})
+    assert methods.get("gcscoop").knobs({"rho": 1}) == methods.GcsCoOpKnobs(rho=1.0)
+    assert methods.get("prograd").knobs() == methods.ProGradKnobs()
+
+
+@dataclass(frozen=True)
+class ToyKnobs:
+    rounds: int = 1
+    symmetric: bool = False
+    scale: float = 1.0
+
+
+TOY = methods.Method("toy", "Toy", "#000000", methods.coop_update, ToyKnobs)
+
+
+def test_knob_values_become_the_types_their_dataclass_declares():
+    knobs = TOY.knobs({"rounds": "3", "symmetric": "true", "scale": "2"})
+    assert knobs == ToyKnobs(rounds=3, symmetric=True, scale=2.0)
+    assert [type(v) for v in (knobs.rounds, knobs.symmetric, knobs.scale)] == [int, bool, float]
+    assert TOY.knobs({"symmetric": "0"}).symmetric is False and TOY.knobs({"symmetric": "1"}).symmetric is True
+    assert TOY.knobs({"symmetric": "False"}).symmetric is False and TOY.knobs({"rounds": 4.0}).rounds == 4
+    assert TOY.describe_knobs() == "rounds=1, symmetric=False, scale=1.0"
+    assert methods.get("coop").describe_knobs() == "none"
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"symmetric": "yes"}, "knob symmetric is true or false, got 'yes'"),
+    ({"rounds": "2.5"}, "knob rounds must be an int, got '2.5'"),
+    ({"rounds": 2.5}, "knob rounds must be an int, got 2.5"),
+    ({"scale": "much"}, "knob scale must be a float, got 'much'"),
+    ({"depth": 1}, "toy has no knob 'depth': it takes rounds, symmetric, scale"),
+])
+def test_a_bad_knob_value_or_name_is_one_line_error(overrides, message):
+    with pytest.raises(ValueError) as error:
+        TOY.knobs(overrides)
+    assert str(error.value) == message
+
+
+def test_only_zero_shot_is_not_trained():
+    assert [m.name for m in methods.METHODS.values() if not m.trains] == ["zeroshot"]
+    with pytest.raises(ValueError, match=r"^unknown method 'adam': choose one of \["):
+        methods.get("adam")
+
+
+# ----------------------------------------------------------------------------- a second model through the build slot
+class ShiftedClip(PromptedClip):
+    """CoOp's prompts plus one learned shift added to every image feature: a model with an
+    extra parameter that moves to new classes with the context."""
+
+    def __init__(self, clip, learner, template, shift=None):
+        super().__init__(clip, learner, template)
+        width = clip.model.text_projection.shape[1]
+        self.shift = torch.nn.Parameter(torch.zeros(width)) if shift is None else shift
+
+    @property
+    def params(self):
+        return [self.learner.ctx, self.shift]
+
+    def learned(self):
+        return {**super().learned(), "shift": self.shift.detach().cpu().clone()}
+
+    def load_learned(self, learned):
+        super().load_learned(learned)
+        with torch.no_grad():
+            self.shift.copy_(learned["shift"])
+        return self
+
+    def logits(self, image_features, text_features=None):
+        return super().logits(F.normalize(image_features + self.shift, dim=-1), text_features)
+
+    def for_classes(self, classnames):
+        return ShiftedClip(self.clip, self.learner.for_classes(classnames), self.template, self.shift)
+
+
+def shifted_clip(clip, config, classnames, template):
+    learner = PromptLearner(clip, classnames, config.n_ctx, config.ctx_init, config.position,
+                            config.class_specific, seed=config.seed)
+    return ShiftedClip(clip, learner, template)
+
+
+SHIFTED = methods.Method("shifted", "Shifted CoOp", "#000000", methods.coop_update, build=shifted_clip)
+
+
+def test_a_method_with_its_own_model_is_trained_by_the_same_loop(clip, task, monkeypatch):
+    monkeypatch.setitem(methods.METHODS, "shifted", SHIFTED)
+    config = TrainConfig(method="shifted", dataset="shapes", shots=4, epochs=3, batch_size=8, lr=0.005)
+    result = train(config, clip, task, track=True)
+    assert type(result.model) is ShiftedClip and result.model.shift.norm() > 0
+    assert not torch.equal(result.model.learner.ctx, result.model.learner.initial_ctx)
+    assert all("new" in row for row in result.history)   # the new classes' model carries the shift
+    unshifted = PromptedClip(clip, result.model.learner, task.template)
+    features = task.test["base"][0]
+    assert not torch.allclose(result.model.logits(features), unshifted.logits(features))
+    assert 0 <= evaluation.evaluate_prompt(result.model, task)["new"] <= 100

@@ -10,9 +10,10 @@ import torch
 from PIL import Image
 
 import torchvision_layouts as tvl
-from gcscoop_lib import data, paper_data
+from gcscoop_lib import datasets, paper_data
 from gcscoop_lib.paper_data import loading
-from gcscoop_lib.training import TrainConfig, prepare_task, train
+from gcscoop_lib.tasks import prepare_task
+from gcscoop_lib.training import TrainConfig, train
 
 CLASSES = ["Annual Crop", "Forest", "Highway", "River"]
 
@@ -114,13 +115,13 @@ def test_malformed_split_file(tmp_path):
 def test_the_same_calls_train_on_a_paper_layout(clip, tmp_path, monkeypatch, fresh_warnings):
     class_folder_fixture(tmp_path, per_class=16)
     monkeypatch.setenv("GCSCOOP_DATA", str(tmp_path))
-    data.clear_dataset_cache()
+    datasets.clear_dataset_cache()
     with pytest.warns(UserWarning, match="eurosat: no CoOp split file"):
         task = prepare_task(clip, "eurosat", shots=4, seed=1, split_dir=tmp_path / "splits")
     assert task.base_names == ["Annual Crop Land", "Forest"] and task.new_names == ["Highway or Road", "River"]
     result = train(TrainConfig(method="gcscoop", dataset="eurosat", shots=4, epochs=2, batch_size=4), clip, task)
     assert len(result.steps) == 4
-    data.clear_dataset_cache()
+    datasets.clear_dataset_cache()
 
 
 # ----------------------------------------------------------------------------- torchvision's layouts
@@ -359,12 +360,12 @@ def test_zero_shot_and_teachers_use_the_dataset_template(clip, tmp_path, monkeyp
 
     split_file_fixture(tmp_path, per_split=(4, 2, 3))
     monkeypatch.setenv("GCSCOOP_DATA", str(tmp_path))
-    data.clear_dataset_cache()
+    datasets.clear_dataset_cache()
     task = prepare_task(clip, "oxford_pets", shots=2, seed=1)
     assert task.template == "a photo of a {}, a type of pet."
     assert evaluation.evaluate_zero_shot(clip, task) == evaluation.evaluate_zero_shot(clip, task, task.template)
-    result = train(TrainConfig(method="kgcoop", dataset="oxford_pets", shots=2, epochs=1, batch_size=4), clip, task)
+    result = train(TrainConfig(method="kgcoop", dataset="oxford_pets", shots=2, epochs=2, batch_size=4), clip, task)
     expected = zero_shot_weights(clip, task.base_names, "a photo of a {}, a type of pet.")
     assert torch.allclose(result.model.zs_text, expected, atol=1e-6)
     assert not torch.allclose(result.model.zs_text, zero_shot_weights(clip, task.base_names), atol=1e-3)
-    data.clear_dataset_cache()
+    datasets.clear_dataset_cache()

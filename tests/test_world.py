@@ -1,85 +1,52 @@
-"""The embedded world's generator: deterministic, atomic, and strict about its input."""
-from __future__ import annotations
-
-import json
-
+"""The embedded world's tasks: deterministic, disjoint from the web, and strict about their input."""
+import numpy as np
 import pytest
 
-from gcscoop_lib import data, tiny
-
-SMALL_WEB = {"fashion_count": 120, "digit_copies": 1, "procedural_count": 120}
+from gcscoop_lib import splits, world
 
 
-def small_pretrain(out, **kwargs):
-    return tiny.pretrain(out, epochs=1, batch_size=64, log=lambda *_: None, **SMALL_WEB, **kwargs)
+def test_embedded_tasks_are_deterministic_and_disjoint_from_the_web():
+    a, b = world.build_embedded("textures"), world.build_embedded("textures")
+    assert np.array_equal(a.test.images, b.test.images)
+    web_images, _, task_images, _ = world.digits_split()
+    web = {im.tobytes() for im in web_images}
+    assert not any(im.tobytes() in web for im in task_images)
 
 
-def test_regenerating_the_weights_gives_the_same_sha256(tmp_path):
-    first = small_pretrain(tmp_path / "a")
-    second = small_pretrain(tmp_path / "b")
-    assert first["sha256"] == second["sha256"]
-    recorded = json.loads((tmp_path / "a" / "checksums.json").read_text())
-    assert recorded["sha256"] == first["sha256"] and recorded["logit_scale"] == tiny.TEMPERATURE
+def test_a_task_is_shown_in_its_own_style_with_its_own_classes():
+    shapes = world.build_embedded("shapes")
+    assert shapes.style == world.EMBEDDED["shapes"]["style"] == "blurry"
+    assert shapes.classnames == world.SHAPE_CLASSES
+    assert (len(shapes.train), len(shapes.val), len(shapes.test)) == (2000, 1000, 2000)
+    assert shapes.test.images.shape[1:] == (32, 32, 3) and shapes.test.images.dtype == np.uint8
 
 
-def test_the_shipped_temperature_is_set_after_pretraining(tmp_path):
-    import math
-
-    from safetensors.torch import load_file
-
-    small_pretrain(tmp_path / "w", temperature=100.0)
-    scale = load_file(str(tmp_path / "w" / "open_clip_model.safetensors"))["logit_scale"].float().exp().item()
-    assert math.isclose(scale, 100.0, rel_tol=1e-3)
+def test_unknown_tasks_are_one_line_errors():
+    with pytest.raises(ValueError, match=r"^unknown dataset 'cifar': choose one of \['coloured_shapes', "):
+        world.build_embedded("cifar")
 
 
-def test_an_interrupted_pretraining_leaves_the_old_weights_untouched(tmp_path, monkeypatch):
-    out = tmp_path / "w"
-    out.mkdir()
-    (out / "checksums.json").write_text("old")
-
-    def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(tiny, "save_local_dir", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        small_pretrain(out)
-    assert (out / "checksums.json").read_text() == "old"
-    assert sorted(p.name for p in out.iterdir()) == ["checksums.json"]
-
-
-@pytest.mark.parametrize("bad", [{"epochs": 0}, {"batch_size": 1}, {"lr": 0.0}, {"temperature": -1.0}])
-def test_pretraining_rejects_bad_settings_before_any_work(tmp_path, bad):
-    settings = {"epochs": 1, "batch_size": 64, "lr": 1e-3, "temperature": 100.0, **bad}
-    with pytest.raises(ValueError, match="pretraining needs"):
-        tiny.pretrain(tmp_path / "w", log=lambda *_: None, **SMALL_WEB, **settings)
-    assert not (tmp_path / "w").exists()
-
-
-def test_the_cli_reports_bad_settings_in_one_line(capsys):
-    with pytest.raises(SystemExit):
-        tiny.main(["--epochs", "0"])
-    last = capsys.readouterr().err.strip().splitlines()[-1]
-    assert "error: pretraining needs epochs >= 1" in last
-
-
-def test_unknown_tasks_and_too_few_classes_are_one_line_errors():
-    with pytest.raises(ValueError, match="unknown dataset"):
-        data.build_embedded("cifar")
-    with pytest.raises(ValueError, match="at least 2 classes"):
-        data.base_new_classes(1)
-
-
-def test_shots_beyond_a_class_are_refused():
-    import numpy as np
-
-    with pytest.raises(ValueError, match="lower --shots"):
-        data.few_shot_indices(np.array([0, 0, 1, 1, 1]), shots=3, seed=1)
+def test_missing_fashion_mnist_says_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("GCSCOOP_FASHION_DIR", str(tmp_path))
+    monkeypatch.setenv("GCSCOOP_ALLOW_DOWNLOAD", "0")
+    with pytest.raises(FileNotFoundError, match="Fashion-MNIST .*GCSCOOP_ALLOW_DOWNLOAD=1.*GCSCOOP_FASHION_DIR"):
+        world.load_fashion("t10k")
 
 
 def test_the_twenty_class_task_puts_every_colour_and_shape_on_both_sides():
-    names = data.COLOURED_SHAPE_CLASSES
-    base, new = data.base_new_classes(len(names))
+    names = world.COLOURED_SHAPE_CLASSES
+    base, new = splits.base_new_classes(len(names))
     assert len(names) == 20 and len(set(names)) == 20
     for side in (base, new):
         words = {w for i in side for w in names[i].split()}
-        assert set(data.PAIR_COLOURS) <= words and set(data.PAIR_SHAPES) <= words
+        assert set(world.PAIR_COLOURS) <= words and set(world.PAIR_SHAPES) <= words
+
+
+def test_styles_change_only_the_images_they_are_applied_to():
+    rng = np.random.default_rng(0)
+    images = rng.random((5, 32, 32, 3)).astype(np.float32)
+    styled = world.apply_style(images, ["clean", "noisy", "blurry", "dark", "inverted"], np.random.default_rng(1))
+    clean = (np.clip(images, 0, 1) * 255).round().astype(np.uint8)
+    assert np.array_equal(styled[0], clean[0])
+    assert all(not np.array_equal(styled[i], clean[i]) for i in range(1, 5))
+    assert np.array_equal(styled[4], (np.clip(1 - images[4], 0, 1) * 255).round().astype(np.uint8))

@@ -1,0 +1,113 @@
+"""Run records and stored solutions: one JSON line per run, stamped with the code and weights
+that made it, and the learned parameters beside it under the same key and stamp."""
+import json
+
+import pytest
+import torch
+
+from gcscoop_lib import records, settings
+from gcscoop_lib.records import StoredSolution, load_solution, save_solution, solution_path
+from gcscoop_lib.training import TrainConfig
+
+
+def test_records_are_appended_one_line_each_and_read_back(tmp_path):
+    path = tmp_path / "deeper" / "runs.jsonl"
+    assert records.read_records(path) == []
+    first, second = {"key": "a", "config": {}, "H": 1.0}, {"key": "b", "config": {}, "H": 2.0}
+    records.append_record(path, first)
+    records.append_record(path, second)
+    assert records.read_records(path) == [first, second] and len(path.read_text().splitlines()) == 2
+    path.write_text(path.read_text() + "\n\n")   # blank lines are no records
+    assert records.read_records(path) == [first, second]
+    records.rewrite_records(path, [second])
+    assert records.read_records(path) == [second] and [p.name for p in path.parent.iterdir()] == ["runs.jsonl"]
+
+
+@pytest.mark.parametrize("bad,why", [('{"key": "b", "config": {', "is not a run record"),
+                                     ('{"H": 3.0}', "no key or config"),
+                                     ("[1, 2]", "no key or config")])
+def test_a_bad_line_stops_with_one_error_naming_the_file_and_line(tmp_path, bad, why):
+    path = tmp_path / "runs.jsonl"
+    path.write_text(json.dumps({"key": "a", "config": {}}) + "\n" + bad + "\n")
+    with pytest.raises(ValueError) as error:
+        records.read_records(path)
+    message = str(error.value)
+    assert message.startswith(f"{path}, line 2, is not a run record") and why in message and "\n" not in message
+    assert message.endswith("delete that line (its run is redone when next asked for)")
+
+
+def test_fingerprints_ignore_comments_and_docstrings_but_not_code():
+    def documented():
+        def rule(x):
+            """One docstring."""
+            return x + 1  # a comment
+        return rule
+
+    def bare():
+        def rule(x):
+            # another comment
+            return x + 1
+        return rule
+
+    def changed():
+        def rule(x):
+            return x - 1
+        return rule
+
+    rules = [make() for make in (documented, bare, changed)]
+    for rule in rules:
+        rule.__module__, rule.__qualname__ = "gcscoop_lib.fixture", "rule"
+    prints = [records.code_fingerprint(rule) for rule in rules]
+    assert prints[0] == prints[1] != prints[2]
+
+
+def test_a_stamp_is_computed_without_loading_a_clip(tmp_path, monkeypatch):
+    tiny = json.loads((settings.current().tiny_dir / "checksums.json").read_text())
+    (tmp_path / "checksums.json").write_text(json.dumps(tiny))   # the checksum alone, no weights to load
+    monkeypatch.setenv("GCSCOOP_TINY_DIR", str(tmp_path))
+    stamp = records.stamp(TrainConfig(method="gcscoop"))
+    assert stamp["weights"] == f"tiny-{tiny['sha256'][:16]}" and len(stamp["code"]) == 16
+    assert records.stamp(TrainConfig(method="gcscoop", model="ViT-B-16", pretrained="openai")) == \
+        {"code": stamp["code"], "weights": "ViT-B-16-openai"}
+    assert records.stamp(TrainConfig(method="coop"))["code"] != stamp["code"]
+    assert records.stamp(TrainConfig(method="gcscoop", dataset="digits", seed=3)) == stamp
+
+
+def test_a_record_carries_what_reuses_and_reports_it():
+    run = TrainConfig(method="sam", dataset="shapes", shots=2, epochs=2).resolve()
+    scores = {"base": 80.0, "new": 60.0, "H": 68.6, "per_class": {"base": [80.0], "new": [60.0]}}
+    record = records.make_record(run, scores, {**scores, "base": 81.0}, 1.5, "cpu")
+    assert record["key"] == run.key and record["stamp"] == records.stamp(run.config)
+    assert record["config"]["knobs"] == {"rho": 0.05} and record["val"] == {"base": 81.0, "new": 60.0, "H": 68.6}
+    assert (record["method"], record["dataset"], record["seed"], record["shots"]) == ("sam", "shapes", 1, 2)
+    assert set(record["versions"]) == {"gcscoop_lib", "torch", "open_clip", "python"}
+    assert json.loads(json.dumps(record)) == record
+
+
+STAMP = {"code": "c0de", "weights": "tiny-x"}
+
+
+def solution():
+    return StoredSolution({"ctx": torch.randn(4, 8), "shift": torch.arange(3.0)}, [{"epoch": 0, "loss": 1.0}],
+                          [{"epoch": 1, "lr": 1e-5, "loss": 1.0}], tracked=False)
+
+
+def test_a_solution_is_stored_under_its_key_and_read_back(tmp_path):
+    stored = solution()
+    path = save_solution(tmp_path, "k1", STAMP, stored)
+    assert path == solution_path(tmp_path, "k1") and [p.name for p in path.parent.iterdir()] == ["k1.safetensors"]
+    loaded = load_solution(tmp_path, "k1", STAMP)
+    assert loaded.steps == stored.steps and loaded.history == stored.history and loaded.tracked is False
+    assert loaded.learned.keys() == stored.learned.keys()
+    assert all(torch.equal(loaded.learned[k], stored.learned[k]) for k in stored.learned)
+
+
+def test_a_missing_broken_stale_or_misnamed_solution_is_not_loaded(tmp_path):
+    assert load_solution(tmp_path, "k1", STAMP) is None
+    path = save_solution(tmp_path, "k1", STAMP, solution())
+    assert load_solution(tmp_path, "k1", {**STAMP, "code": "newer"}) is None
+    path.rename(solution_path(tmp_path, "k2"))
+    assert load_solution(tmp_path, "k2", STAMP) is None   # the file says it is k1's
+    path = save_solution(tmp_path, "k1", STAMP, solution())
+    path.write_bytes(path.read_bytes()[:100])
+    assert load_solution(tmp_path, "k1", STAMP) is None
