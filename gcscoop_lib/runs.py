@@ -160,13 +160,14 @@ class Runner:
 
 
 def stale_solutions(folder) -> list[Path]:
-    """The stored solutions in a results folder that no current record there names (or whose
-    stamp is not their record's)."""
+    """The stored solutions in a results folder that no current record names (its own, or the
+    book's), or whose stamp is not their record's."""
     folder = Path(folder)
     current = {}
     for path in folder.glob("*.jsonl"):
         runner = Runner(folder, records_file=path.name)
-        current.update({key: r["stamp"] for key, r in runner.stored.items() if runner.is_current(r)})
+        mine = {**runner.book_records, **runner.stored}   # a book run's solution kept in one's own folder counts
+        current.update({key: r["stamp"] for key, r in mine.items() if runner.is_current(r)})
     return [path for path in sorted((folder / "solutions").glob("*.safetensors"))
             if path.stem not in current or records.load_solution(folder, path.stem, current[path.stem]) is None]
 
