@@ -109,6 +109,10 @@ def cmd_benchmark(args) -> None:
     table = reports.summarise(done)
     order = [m for m in methods.METHODS if m in args.methods]
     report = reports.markdown_report(table, order, args.datasets)
+    if "zeroshot" in order:
+        report += ("\n## Against zero-shot CLIP, next to the papers\n\nChange from zero-shot CLIP in points; the "
+                   "papers' numbers are ViT-B/16 averages over 11 datasets (gcscoop_lib/published.json).\n\n"
+                   + reports.papers_comparison(table, order) + "\n")
     runner.prune()
     (runner.dir / "benchmark.md").write_text(report)
     (runner.dir / "benchmark.json").write_text(json.dumps(

@@ -52,12 +52,15 @@ class CoCoOpModel(PromptedClip):
         return [self.learner.ctx, *self.meta_net.parameters()]
 
     def image_prompts(self, image_features: torch.Tensor) -> torch.Tensor:
-        """Prompt embeddings B x K x L x W: each image's shifted context before every class name."""
-        ctx = self.learner.ctx + self.meta_net(image_features)[:, None, :]          # B x M x W
+        """Prompt embeddings B x K x L x W: each image's shifted
+        context before every class name."""
+        shift = self.meta_net(image_features)[:, None, :]
+        ctx = self.learner.ctx + shift                # B x M x W
         b, k = len(ctx), len(self.learner.classnames)
-        prefix = self.learner.token_prefix.expand(b, -1, -1, -1)                  # B x K x 1 x W
-        suffix = self.learner.token_suffix.expand(b, -1, -1, -1)                  # B x K x S x W
-        return torch.cat([prefix, ctx[:, None].expand(-1, k, -1, -1), suffix], dim=2)
+        prefix = self.learner.token_prefix.expand(b, -1, -1, -1)
+        suffix = self.learner.token_suffix.expand(b, -1, -1, -1)
+        ctx = ctx[:, None].expand(-1, k, -1, -1)      # B x K x M x W
+        return torch.cat([prefix, ctx, suffix], dim=2)
 
     def image_text_features(self, image_features: torch.Tensor) -> torch.Tensor:
         """Normalised class features of each image's prompts, B x K x E."""
@@ -67,13 +70,16 @@ class CoCoOpModel(PromptedClip):
                                      self.learner.shared)
         return F.normalize(features.float(), dim=-1)
 
-    def logits(self, image_features: torch.Tensor, text_features: torch.Tensor | None = None) -> torch.Tensor:
+    def logits(self, image_features: torch.Tensor,
+               text_features: torch.Tensor | None = None) -> torch.Tensor:
         if text_features is not None:
-            raise ValueError("CoCoOp's text features depend on the image: call logits(image_features)")
+            raise ValueError("CoCoOp's text features depend on the image: "
+                             "call logits(image_features)")
         out = []
         for chunk in image_features.split(self.image_chunk):
-            text = self.image_text_features(chunk)
-            out.append(self.logit_scale * torch.einsum("be,bke->bk", chunk, text))
+            text = self.image_text_features(chunk)        # B x K x E
+            scores = torch.einsum("be,bke->bk", chunk, text)
+            out.append(self.logit_scale * scores)
         return torch.cat(out)
 
     def learned(self) -> dict[str, torch.Tensor]:

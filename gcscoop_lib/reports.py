@@ -142,6 +142,27 @@ def published_table(protocol: str = "base_to_new") -> str:
     return markdown(["method", *table["columns"], "recipe", "source"], rows)
 
 
+CALIBRATED = ("coop", "prograd", "kgcoop")   # the baselines the embedded world was calibrated on
+
+
+def papers_comparison(table: dict, order: list[str]) -> str:
+    """Each method's change from zero-shot CLIP in base / new / H points, ours beside the
+    papers' (published.json), and whether the world was calibrated on it or it was held out
+    (06_benchmark, README)."""
+    papers = published("base_to_new")["rows"]
+    ours = changes_from(table, order)
+    rows = []
+    for method in order:
+        if method == "zeroshot" or method not in ours:
+            continue
+        theirs = papers.get(method)
+        cited = " / ".join(f"{theirs[k] - papers['zeroshot'][k]:+.1f}" for k in ("base", "new", "H")) \
+            if theirs else "–"
+        rows.append([label(method), cited, " / ".join(f"{ours[method][k]:+.1f}" for k in ("base", "new", "H")),
+                     "calibrated on" if method in CALIBRATED else "held out"])
+    return markdown(["method", "papers: base / new / H", "this benchmark", "the world was"], rows)
+
+
 def markdown_table(table: dict, order: list[str], datasets: list[str] | None = None) -> str:
     """Base / new / H (mean ± std) per method, one block of columns per dataset and the average."""
     datasets = datasets or ["average"]
