@@ -111,3 +111,30 @@ def test_a_missing_broken_stale_or_misnamed_solution_is_not_loaded(tmp_path):
     path = save_solution(tmp_path, "k1", STAMP, solution())
     path.write_bytes(path.read_bytes()[:100])
     assert load_solution(tmp_path, "k1", STAMP) is None
+
+
+def test_a_stamp_covers_the_protocols_constants_and_not_what_a_process_has_loaded(monkeypatch):
+    from gcscoop_lib import datasets, protocol
+
+    before = records.method_fingerprint("coop")
+    datasets.load_dataset("shapes")           # fills a private cache that code reaching it names
+    assert records.method_fingerprint("coop") == before
+    monkeypatch.setattr(protocol, "MOMENTUM", 0.8)
+    assert records.method_fingerprint("coop") != before
+
+
+def test_a_copy_of_the_library_elsewhere_stamps_its_runs_alike(tmp_path):
+    """A clone in another folder (CI's, a reader's) must find the book's records current."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import gcscoop_lib
+
+    source = Path(gcscoop_lib.__file__).parent
+    shutil.copytree(source, tmp_path / "gcscoop_lib", ignore=shutil.ignore_patterns("weights", "__pycache__"))
+    code = "from gcscoop_lib import records; print(records.method_fingerprint('prograd'))"
+    there = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                           env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"}, check=True)
+    assert there.stdout.strip() == records.method_fingerprint("prograd")
