@@ -21,8 +21,8 @@ from .training import Run, TrainConfig, as_run, build_model, train
 
 @dataclass
 class Solution:
-    """A trained run: its record, its model with the learned parameters in place, its step log
-    and per-epoch history, and whether it was trained now or loaded."""
+    """A trained run: its record, its model with the learned parameters in place, its per-epoch
+    history, its per-step log (for tracked runs), and whether it was trained now or loaded."""
 
     run: Run
     record: dict
@@ -120,7 +120,7 @@ class Runner:
                     return Solution(run, record, model.load_learned(stored.learned), stored.steps, stored.history,
                                     False, where)
         record, result = self._execute(run, track, keep_record=found is None)
-        return Solution(run, record, result.model, result.steps, result.history, True, self.dir)
+        return Solution(run, record, result.model, result.steps if track else [], result.history, True, self.dir)
 
     def _execute(self, run: Run, track: bool, keep_record: bool = True):
         config = run.config
@@ -136,8 +136,9 @@ class Runner:
             val = evaluation.evaluate_prompt(result.model, task, "val")
         record = records.make_record(run, test, val, time.time() - start, clip.device)
         if result is not None:
+            steps = result.steps if track else []   # the per-step log is kept for tracked runs
             records.save_solution(self.dir, run.key, record["stamp"],
-                                  StoredSolution(result.model.learned(), result.steps, result.history, track))
+                                  StoredSolution(result.model.learned(), steps, result.history, track))
         if keep_record:
             self._keep(record)
         else:

@@ -6,16 +6,18 @@
 
 In-place runs keep outputs and execution counts: they are what the rendered book shows
 and what nbval checks, and the runs they make are stored with the book's records
-(results/); other runs store theirs where GCSCOOP_RESULTS says (default ~/gcscoop_runs). Runs with another device or profile must name --out, so they never
-overwrite the committed CPU outputs. The run's timestamps are stripped from the notebooks,
-so re-executing an unchanged book changes no file; times go to _build/book_times.json.
+(results/); other runs store theirs where GCSCOOP_RESULTS says (default ~/gcscoop_runs).
+The run's timestamps and the live widgets' state are stripped from the notebooks, so
+re-executing an unchanged book changes no file; times go to _build/book_times.json. A
+chapter that had to train runs it shows is executed a second time, loading them, so its
+committed outputs are those every later execution reproduces. Runs with another device or
+profile must name --out, so they never overwrite the committed CPU outputs.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import re
 import sys
 import time
 from pathlib import Path
@@ -28,7 +30,18 @@ BOOK = ROOT / "book"
 # The kernels' sockets CurveZMQ-encrypted, with keys from jupyter_client's kernel manager wherever the
 # kernelspec declares support (ipykernel 7 does): otherwise each kernel logs "Kernel is running over TCP
 # without encryption", once a chapter.
+# A chapter's slowest cell trains for minutes when its records are missing; a cell that runs far
+# longer has a kernel that stopped answering (seen, rarely, on chapter 1's widget cell).
+CELL_TIMEOUT = 900
 KERNELS = Config({"KernelManager": {"transport_encryption": "auto"}})
+
+
+def stored_runs() -> dict:
+    """The size of every records file and the solutions where this run stores them: a chapter
+    that trained something changed one of them."""
+    folder = Path(os.environ.get("GCSCOOP_RESULTS", Path.home() / "gcscoop_runs"))
+    files = [*folder.glob("*.jsonl"), *folder.glob("solutions/*.safetensors")]
+    return {p.name: p.stat().st_mtime_ns for p in files}
 
 
 def chapters(only: list[str] | None) -> list[Path]:
@@ -39,45 +52,25 @@ def chapters(only: list[str] | None) -> list[Path]:
 
 
 def strip_timestamps(path: Path) -> None:
-    """Drop what changes on every execution but says nothing about the outputs: papermill's
-    and Jupyter's per-cell timings, papermill's run metadata, and the random ids of widget
-    models (renumbered in the order the widgets were made)."""
+    """Drop what changes on every execution but says nothing about the outputs (papermill's
+    and Jupyter's per-cell timings, papermill's run metadata), and the live widgets' saved
+    state and views: the page shows a drawn setting instead, a reader's Jupyter makes the
+    widget anew, and a notebook that carries both its widget state and the widget's view
+    made papermill's next execution of it stop answering at that cell."""
     import nbformat
 
     nb = nbformat.read(str(path), as_version=4)
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
         cell.metadata.pop("papermill", None)
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if WIDGET_VIEW not in o.get("data", {})]
     nb.metadata.pop("papermill", None)
-    text = nbformat.writes(nb)
-    for number, model_id in enumerate(widget_ids_in_view_order(nb)):
-        text = text.replace(model_id, f"{number + 1:032x}")
-    nb = nbformat.reads(text, as_version=4)
-    widgets = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json")
-    if widgets:
-        widgets["state"] = dict(sorted(widgets["state"].items()))
+    nb.metadata.pop("widgets", None)
     path.write_text(nbformat.writes(nb))
 
 
-def widget_ids_in_view_order(nb) -> list[str]:
-    """Widget model ids in an order fixed by the notebook's content: depth first from each
-    displayed widget through the models its state refers to, then any left over."""
-    state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
-    order: list[str] = []
-
-    def visit(model_id):
-        if model_id in state and model_id not in order:
-            order.append(model_id)
-            for child in re.findall(r"IPY_MODEL_([0-9a-f]{32})", json.dumps(state[model_id], sort_keys=True)):
-                visit(child)
-
-    for cell in nb.cells:
-        for output in cell.get("outputs", []):
-            view = output.get("data", {}).get("application/vnd.jupyter.widget-view+json")
-            if view:
-                visit(view["model_id"])
-    rest = sorted((m for m in state if m not in order), key=lambda m: json.dumps(state[m], sort_keys=True))
-    return order + rest
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
 def main(argv=None) -> int:
@@ -101,8 +94,23 @@ def main(argv=None) -> int:
     for notebook in chapters(args.only):
         start = time.time()
         print(f"executing {notebook.name} ...", flush=True)
-        papermill.execute_notebook(str(notebook), str(out_dir / notebook.name), parameters={} if default else params,
-                                   kernel_name="python3", cwd=str(BOOK), progress_bar=False, config=KERNELS)
+        strip_timestamps(notebook)
+        for attempt in range(3):   # a chapter that trained what it shows runs again, now loading it
+            before = stored_runs()
+            try:
+                papermill.execute_notebook(str(notebook), str(out_dir / notebook.name),
+                                           parameters={} if default else params, kernel_name="python3",
+                                           cwd=str(BOOK), progress_bar=False, config=KERNELS,
+                                           execution_timeout=CELL_TIMEOUT)
+            except Exception as error:   # nbclient's CellTimeoutError: a kernel that stopped answering
+                if "Timeout" not in type(error).__name__ or attempt == 2:
+                    raise
+                print(f"  {notebook.name}: a cell did not finish in {CELL_TIMEOUT} s; executing it again",
+                      flush=True)
+                continue
+            if stored_runs() == before:
+                break
+            print(f"  {notebook.name} trained runs it had no record of; executing it again", flush=True)
         strip_timestamps(out_dir / notebook.name)
         times[notebook.stem] = round(time.time() - start, 1)
         print(f"  {notebook.name}: {times[notebook.stem]} s", flush=True)
