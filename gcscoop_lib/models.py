@@ -1,4 +1,4 @@
-"""Loading a frozen CLIP (01_zero_shot, 08_appendix_tiny_clip).
+"""Loading a frozen CLIP (01_zero_shot, 09_appendix_tiny_clip).
 
 `load_clip("tiny")` gives the embedded tiny CLIP that ships inside this package and needs
 no network; any other name is an open_clip architecture loaded with its pretrained tag

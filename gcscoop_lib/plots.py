@@ -170,7 +170,7 @@ def regimes_over_training(steps: list[dict], title: str = ""):
 
 
 def base_new_scatter(table: dict, order: list[str], dataset: str = "average", title: str = ""):
-    """Each method as a point (base, new) with its seed spread, and iso-H curves (03_prograd, 05_gcscoop, 06_benchmark)."""
+    """Each method as a point (base, new) with its seed spread, and iso-H curves (03_prograd, 05_gcscoop, 07_benchmark)."""
     fig, ax = plt.subplots(figsize=(6.8, 4.4))
     for method in order:
         row = table.get(method, {}).get(dataset)

@@ -1,4 +1,4 @@
-"""Every setting of the evaluation protocol, in one place (02_coop, 06_benchmark).
+"""Every setting of the evaluation protocol, in one place (02_coop, 07_benchmark).
 
 CoOp's base-to-new protocol as the papers run it: the class split and shots, the seeds, the
 context's initial words, Dassl's SGD and schedule, GCSCoOp's published recipe (the recipe

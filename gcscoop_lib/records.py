@@ -1,6 +1,6 @@
 """Run records: one JSON line per run, stamped with the code and weights that produced it,
 and each trained run's solution (its learned parameters and step log) stored beside it under
-the same key and stamp (06_benchmark).
+the same key and stamp (07_benchmark).
 
 A record is reused only while its stamp matches the code that would produce it now. The
 stamp of a method is a hash of the *syntax* of every library function and class its run

@@ -1,5 +1,5 @@
 """Tables of run records: mean and spread over seeds, the papers' average row, Markdown and
-CSV (02_coop to 06_benchmark, and the command line)."""
+CSV (02_coop to 07_benchmark, and the command line)."""
 from __future__ import annotations
 
 import json
@@ -58,7 +58,7 @@ def mean_pm_std(mean: float, std: float) -> str:
 
 
 def ranking(scores: dict) -> str:
-    """Methods by score, best first, as 'A 75.5 > B 75.2'; '≈' where the one-decimal values are equal (06_benchmark)."""
+    """Methods by score, best first, as 'A 75.5 > B 75.2'; '≈' where the one-decimal values are equal (07_benchmark)."""
     ordered = sorted(scores.items(), key=lambda kv: -kv[1])
     text = f"{label(ordered[0][0])} {ordered[0][1]:.1f}"
     for (_, before), (method, score) in zip(ordered, ordered[1:]):
@@ -129,7 +129,7 @@ def published(protocol: str) -> dict:
 
 
 def published_table(protocol: str = "base_to_new") -> str:
-    """The papers' base-to-new ledger as Markdown: numbers, recipe and cited source per row (06_benchmark)."""
+    """The papers' base-to-new ledger as Markdown: numbers, recipe and cited source per row (07_benchmark)."""
     table = published(protocol)
 
     def cited(row):
@@ -148,7 +148,7 @@ CALIBRATED = ("coop", "prograd", "kgcoop")   # the baselines the embedded world 
 def papers_comparison(table: dict, order: list[str]) -> str:
     """Each method's change from zero-shot CLIP in base / new / H points, ours beside the
     papers' (published.json), and whether the world was calibrated on it or it was held out
-    (06_benchmark, README)."""
+    (07_benchmark, README)."""
     papers = published("base_to_new")["rows"]
     ours = changes_from(table, order)
     rows = []
@@ -192,7 +192,7 @@ def metric_table(table: dict, order: list[str], datasets: list[str], metric: str
 
 def changes_from(table: dict, order: list[str], reference: str = "zeroshot",
                  dataset: str = "average") -> dict:
-    """Each method's change of base, new and H from the reference method's (07_synthesis)."""
+    """Each method's change of base, new and H from the reference method's (08_synthesis)."""
     ref = table[reference][dataset]
     return {m: {k: table[m][dataset][k][0] - ref[k][0] for k in ("base", "new", "H")}
             for m in order if m != reference and m in table}
@@ -207,7 +207,7 @@ def changes_table(table: dict, order: list[str], reference: str = "zeroshot") ->
 
 
 def markdown_report(table: dict, order: list[str], datasets: list[str], heading: str = "##") -> str:
-    """The average table, then one table per dataset, as Markdown (02_coop to 06_benchmark, and the CLI).
+    """The average table, then one table per dataset, as Markdown (02_coop to 07_benchmark, and the CLI).
 
     heading="" writes bold titles instead of headings (for notebook outputs).
     """

@@ -1,5 +1,5 @@
 """Sweeps: many runs at once, skipping the finished ones, in this process or as local or
-SLURM jobs through submitit (06_benchmark, 08_appendix_tiny_clip)."""
+SLURM jobs through submitit (07_benchmark, 09_appendix_tiny_clip)."""
 from __future__ import annotations
 
 from pathlib import Path

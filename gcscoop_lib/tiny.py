@@ -1,4 +1,4 @@
-"""Pretrain the embedded tiny CLIP on a synthetic captioned "web" (08_appendix_tiny_clip).
+"""Pretrain the embedded tiny CLIP on a synthetic captioned "web" (09_appendix_tiny_clip).
 
     python -m gcscoop_lib.tiny --out gcscoop_lib/weights/tiny
 
@@ -64,10 +64,10 @@ STYLE_PROBS = {"clean": 0.6, "noisy": 0.1, "blurry": 0.1, "dark": 0.1, "inverted
 # Real CLIP's logit scale sits at its clamp of 100 (learned with 32k-pair batches); the tiny
 # CLIP learns about 20 with batches of 256. The shipped weights carry CLIP's 100: the scale
 # does not change zero-shot predictions, but it sets how confident they are, which is what
-# prompt learning's cross-entropy and ProGrad's and KgCoOp's teachers see (08_appendix_tiny_clip).
+# prompt learning's cross-entropy and ProGrad's and KgCoOp's teachers see (09_appendix_tiny_clip).
 TEMPERATURE = 100.0
 CAPTION_NOISE = 0.1       # probability that a caption names a random class of the same source
-STYLE_MENTION = 0.7       # probability that a styled image's caption says its style (calibrated, 08_appendix_tiny_clip)
+STYLE_MENTION = 0.7       # probability that a styled image's caption says its style (calibrated, 09_appendix_tiny_clip)
 COLOUR_MENTION = 0.4      # probability that a coloured image's caption says its colour
 
 

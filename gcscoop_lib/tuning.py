@@ -1,5 +1,5 @@
 """Choosing the tiny CLIP's shared recipe and each method's knobs, on the validation split
-only (06_benchmark). The grids are in gcscoop_lib.protocol (the recipe's) and in each
+only (07_benchmark). The grids are in gcscoop_lib.protocol (the recipe's) and in each
 method's registry entry (its knobs')."""
 from __future__ import annotations
 

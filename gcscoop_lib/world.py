@@ -1,4 +1,4 @@
-"""The embedded world (intro, 08_appendix_tiny_clip): five small downstream tasks that run
+"""The embedded world (intro, 09_appendix_tiny_clip): five small downstream tasks that run
 offline on a CPU. Two hold real images (Fashion-MNIST, scikit-learn's handwritten digits),
 three are drawn procedurally (shapes, textures, and twenty colour-shape pairs).
 

@@ -1,4 +1,4 @@
-"""Design the embedded world on the four published baselines (08_appendix_tiny_clip).
+"""Design the embedded world on the four published baselines (09_appendix_tiny_clip).
 
     python scripts/calibrate_world.py            # every candidate below, logged
     python scripts/calibrate_world.py --only v3  # one candidate

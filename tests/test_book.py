@@ -137,20 +137,20 @@ def test_chapter_opened_alone_in_colab_prints_the_books_numbers(tmp_path, colab_
     installed = importlib.metadata.distribution("gcscoop_lib").read_text("direct_url.json")
     source = tmp_path / "repository"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(source)], check=True)
-    chapter = json.loads((source / "book" / "06_benchmark.ipynb").read_text())   # it prints only records
+    chapter = json.loads((source / "book" / "07_benchmark.ipynb").read_text())   # it prints only records
     first = next(c for c in chapter["cells"] if c["cell_type"] == "code")
     clone = tmp_path / "book"
     first["source"] = colab_version("".join(first["source"]), source.as_uri(), clone)
     alone = tmp_path / "colab"
     alone.mkdir()
-    (alone / "06_benchmark.ipynb").write_text(json.dumps(chapter))
+    (alone / "07_benchmark.ipynb").write_text(json.dumps(chapter))
     monkeypatch.setenv("GCSCOOP_BOOK_RESULTS", str(clone / "results"))   # where Colab's clone would be
     out = alone / "executed.ipynb"
-    papermill.execute_notebook(str(alone / "06_benchmark.ipynb"), str(out), cwd=str(alone),
+    papermill.execute_notebook(str(alone / "07_benchmark.ipynb"), str(out), cwd=str(alone),
                                kernel_name=colab_kernel, progress_bar=False)
     assert (clone / "results" / "tuning.json").exists()
     executed = shown(json.loads(out.read_text()))
-    committed = shown(json.loads((ROOT / "book" / "06_benchmark.ipynb").read_text()))
+    committed = shown(json.loads((ROOT / "book" / "07_benchmark.ipynb").read_text()))
     assert executed == committed and any(re.search(r"\d\.\d", text) for text in committed)
     assert importlib.metadata.distribution("gcscoop_lib").read_text("direct_url.json") == installed
 
@@ -246,7 +246,7 @@ def test_a_chapter_run_from_anywhere_prints_the_books_numbers(where, tmp_path, m
     monkeypatch.setenv("GCSCOOP_RESULTS", str(reader))
     cwd = ROOT if where == "root" else tmp_path
     before = tracked_results()
-    chapter = ROOT / "book" / "06_benchmark.ipynb"
+    chapter = ROOT / "book" / "07_benchmark.ipynb"
     out = tmp_path / "out.ipynb"
     papermill.execute_notebook(str(chapter), str(out), cwd=str(cwd), kernel_name="python3", progress_bar=False)
     assert shown(json.loads(out.read_text())) == shown(json.loads(chapter.read_text()))

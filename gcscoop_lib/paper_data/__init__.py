@@ -1,6 +1,6 @@
 """The papers' 11 benchmark datasets on disk: where their files go, how each layout is read,
 torchvision downloads, and a `prepare` check that says exactly what is missing
-(08_appendix_tiny_clip).
+(09_appendix_tiny_clip).
 
 Two layouts are read, under one root folder ($GCSCOOP_DATA, default ~/data):
 
