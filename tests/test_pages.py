@@ -1,7 +1,9 @@
 """The built book in a real browser (Debian's chromium driven by Playwright): every page's
 mathematics typeset by the MathJax served with the book, every image loaded, every file the
 page asks the book for found, no console error or uncaught error, no script, stylesheet or
-font from another host, and no code input, output or literal block wider than its box.
+font from another host, no code input, output or literal block wider than its box, no output
+of an exercise's cells shown before the reader opens it (an answer printed above its "Answer"
+toggle), and no figure or image output that is not a numbered figure referred to from its page.
 Needs `make html` first (make test does it); BOOK_HTML points the test at another build
 (default: _build/html)."""
 from __future__ import annotations
@@ -37,6 +39,55 @@ OVERFLOWING_PRE = """() => {
                  + (closed.has(p.closest('details')) ? ' (collapsed)' : ''),
                  p.innerText.trim().replace(/\\s+/g, ' ').slice(0, 60), p.scrollWidth, p.clientWidth,
                  p.innerText.split('\\n').reduce((a, b) => b.length > a.length ? b : a, '')]); }"""
+
+# Every cell output in an "Exercises" section that a reader sees before opening anything, as
+# [the exercise (its heading, or its bold number), first 60 characters]: what an exercise's
+# cell prints is its answer (or a check's verdict on the reader's code), so it stays in a
+# closed toggle (the cell tagged hide-output) until the reader opens it or runs the cell.
+EXERCISE_OUTPUTS_SHOWN = """() => {
+    const shown = [];
+    const hidden = e => !e.checkVisibility() || e.closest('details:not([open]), .toggle-hidden');
+    const numbered = e => e.tagName === 'P' && e.firstElementChild && e.firstElementChild.tagName === 'STRONG'
+        && !e.textContent.slice(0, e.textContent.indexOf(e.firstElementChild.textContent)).trim()
+        && /^\\s*\\d+\\./.test(e.firstElementChild.textContent);
+    const exercises = s => {
+      const heading = s.querySelector(':scope > h1, :scope > h2, :scope > h3');
+      return heading && /^\\s*(\\d+(\\.\\d+)*\\.?\\s+)?Exercises?\\b/i.test(heading.textContent) ? heading : null; };
+    document.querySelectorAll('article section').forEach(section => {
+      const heading = exercises(section);
+      for (let up = section.parentElement.closest('section'); up; up = up.parentElement.closest('section'))
+        if (exercises(up)) return;  // inside the exercises: its outputs are counted there
+      if (!heading) return;
+      let exercise = heading.textContent;
+      section.querySelectorAll('h3, h4, p, .cell_output').forEach(e => {
+        if (/^H[34]$/.test(e.tagName)) exercise = e.textContent;
+        else if (numbered(e)) exercise = e.firstElementChild.textContent;
+        else if (e.matches('.cell_output') && !hidden(e))
+          shown.push([exercise.replace(/#$/, '').trim().slice(0, 60),
+                      e.innerText.trim().replace(/\\s+/g, ' ').slice(0, 60)]);
+      });
+    });
+    return shown; }"""
+
+# Every figure of the article (a {figure} or a cell's figure metadata) and every image a cell
+# printed, that is not a numbered, captioned figure with a name, or that no link on its page
+# outside the figure itself refers to ({numref} or {ref}), as [problem, name or image, caption].
+FIGURES_UNREFERRED = """() => {
+    const article = document.querySelector('article') || document.body;
+    const links = Array.from(article.querySelectorAll('a[href^="#"]'));
+    const problems = [], figures = new Set();
+    article.querySelectorAll('figure img, .cell_output img').forEach(img => {
+      const figure = img.closest('figure');
+      if (!figure) { problems.push(['image not in a numbered figure', img.getAttribute('src'), '']); return; }
+      figures.add(figure); });
+    figures.forEach(figure => {
+      const caption = (figure.querySelector('figcaption') || {innerText: ''}).innerText.trim().slice(0, 60);
+      if (!figure.id || !figure.querySelector('figcaption .caption-number'))
+        problems.push(['figure without a name or a number', figure.id, caption]);
+      else if (!links.some(a => a.getAttribute('href') === '#' + figure.id && !figure.contains(a)))
+        problems.push(['never referred to', figure.id, caption]);
+    });
+    return problems; }"""
 
 
 def pages() -> list[str]:
@@ -80,6 +131,8 @@ class Visit:
     prose: str
     broken_images: list[str]
     overflowing: list[list]
+    exercise_outputs: list[list]
+    figures: list[list]
 
 
 @pytest.fixture(scope="module")
@@ -119,9 +172,11 @@ def visit(browser):
             return article.innerText; }""")
         broken = page.evaluate("() => Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0)"
                                ".map(i => i.getAttribute('src'))")
+        exercise_outputs = page.evaluate(EXERCISE_OUTPUTS_SHOWN)  # before OVERFLOWING_PRE opens every toggle
+        figures = page.evaluate(FIGURES_UNREFERRED)
         overflowing = page.evaluate(OVERFLOWING_PRE)
         page.close()
-        return Visit(watch, prose, broken, overflowing)
+        return Visit(watch, prose, broken, overflowing, exercise_outputs, figures)
 
     return load
 
@@ -158,6 +213,21 @@ def test_code_blocks_fit_their_box(visit, name):
     assert not overflowing, describe_overflow(name, overflowing)
 
 
+@pytest.mark.parametrize("name", pages())
+def test_exercise_outputs_stay_hidden_until_opened(visit, name):
+    shown = visit(name).exercise_outputs
+    assert not shown, "\n".join(
+        [f"{len(shown)} exercise output(s) on {name} shown before the reader opens them (tag the cell hide-output):"]
+        + [f"  {exercise!r}: {text!r}" for exercise, text in shown])
+
+
+@pytest.mark.parametrize("name", pages())
+def test_every_figure_is_numbered_and_referred_to(visit, name):
+    problems = visit(name).figures
+    assert not problems, "\n".join([f"{len(problems)} figure(s) on {name}:"] + [
+        f"  {problem}: {label!r} {caption!r}" for problem, label, caption in problems])
+
+
 def test_the_raw_tex_check_can_fail():
     assert RAW_TEX.findall(r"where $$p = \frac{a}{b}$$") and not RAW_TEX.findall("H = 2BN/(B + N)")
 
@@ -187,3 +257,43 @@ def test_the_overflow_check_can_fail(browser):
     assert [(kind, text[:9]) for kind, text, *_ in overflowing] == [("input", "x = 1 # l"),
                                                                      ("literal (collapsed)", "hidden hi")]
     assert "input 'x = 1 # long" in describe_overflow("page.html", overflowing)
+
+
+# A small page as the book's build writes one (sections, myst-nb's cells, a hide-output cell's
+# closed toggle, numbered figures and {numref} links), with one exercise output shown and one
+# hidden, a figure referred to, one referred to only by its own caption's link, one never, and an
+# image a cell printed outside any figure.
+EXERCISES_AND_FIGURES = """<article><section id="results"><h2>Results</h2>
+    <div class="cell"><div class="cell_output"><pre>outside the exercises: shown</pre></div></div>
+    <figure id="fig-a"><img src="data:image/gif;base64,R0lGODlhAQABAAAAACw="><figcaption><p>
+      <span class="caption-number">Fig. 1 </span><span class="caption-text">drawn</span>
+      <a class="headerlink" href="#fig-a">#</a></p></figcaption></figure>
+    <figure id="fig-b"><img src="data:image/gif;base64,R0lGODlhAQABAAAAACw="><figcaption><p>
+      <span class="caption-number">Fig. 2 </span><span class="caption-text">only its own link</span>
+      <a class="headerlink" href="#fig-b">#</a></p></figcaption></figure>
+    <p><a class="reference internal" href="#fig-a">Fig. 1</a> shows it.</p>
+    <div class="cell"><div class="cell_output"><img src="data:image/gif;base64,R0lGODlhAQABAAAAACw="></div></div>
+    </section><section id="exercises"><h2><span class="section-number">4.7. </span>Exercises<a
+      class="headerlink" href="#exercises">#</a></h2>
+    <p><strong>1. Predict, then run.</strong> What does it print?</p>
+    <div class="cell"><div class="cell_output"><pre>the answer, shown</pre></div></div>
+    <div class="dropdown admonition"><p class="admonition-title">Answer</p><p>it.</p></div>
+    <p><strong>2. Again.</strong></p>
+    <div class="cell tag_hide-output"><details class="hide below-input"><summary>Show output</summary>
+      <div class="cell_output"><pre>the answer, hidden</pre></div></details></div>
+    <section id="exercise-3"><h3><span class="section-number">4.7.1. </span>Exercise 3 (implement)</h3>
+    <div class="cell"><div class="cell_output"><pre>not yet: write it above</pre></div></div></section>
+    </section></article>"""
+
+
+def test_the_exercise_output_and_figure_checks_can_fail(browser):
+    chromium, _ = browser
+    page = chromium.new_page(viewport=VIEWPORT)
+    page.set_content(EXERCISES_AND_FIGURES)
+    shown, figures = page.evaluate(EXERCISE_OUTPUTS_SHOWN), page.evaluate(FIGURES_UNREFERRED)
+    page.close()
+    assert shown == [["1. Predict, then run.", "the answer, shown"],
+                     ["4.7.1. Exercise 3 (implement)", "not yet: write it above"]]
+    assert [problem[:2] for problem in figures] == [["image not in a numbered figure", figures[0][1]],
+                                                    ["never referred to", "fig-b"]]
+    assert figures[1][2].startswith("Fig. 2 only its own link")
