@@ -4,6 +4,7 @@
     python -m gcscoop_lib train --method gcscoop --dataset fashion --seed 1 [--knob rho=0.1]
     python -m gcscoop_lib tune
     python -m gcscoop_lib benchmark
+    python -m gcscoop_lib protocol fewshot --jobs 2          # also: domains, transfer, saliency, all
     python -m gcscoop_lib sweep --methods coop gcscoop --executor local --jobs 2
     python -m gcscoop_lib prepare oxford_pets dtd       # the papers' datasets: what is there, what to fetch
     python -m gcscoop_lib prepare --download dtd        # fetch it with torchvision's downloader
@@ -20,7 +21,8 @@ import sys
 import time
 from pathlib import Path
 
-from . import datasets, evaluation, methods, paper_data, protocol, reports, runs, settings, sweeps, tuning
+from . import (datasets, evaluation, methods, paper_data, protocol, protocols, reports, runs, settings, sweeps,
+               tuning, world)
 from .prompts import ENSEMBLE_TEMPLATES
 from .training import TrainConfig
 
@@ -124,6 +126,29 @@ def cmd_benchmark(args) -> None:
           f"(runs in {runner.path})")
 
 
+def cmd_protocol(args) -> None:
+    if args.model != "tiny":
+        raise ValueError("the protocols run on the embedded world (--model tiny); for another CLIP, train its "
+                         "runs with `train` or `sweep`")
+    start = time.time()
+    tuned = _tuning_for(args)
+    names = list(protocols.PROTOCOLS) if args.name == "all" else [args.name]
+    arguments = {name: protocols.arguments(name, args.datasets, args.seeds, args.shots, args.styles)
+                 for name in names}
+    if args.jobs > 1:   # train the runs first, in parallel: each is single-threaded, so records come out alike
+        configs = protocols.protocol_configs(tuned, args.datasets, args.shots or protocols.FEW_SHOTS,
+                                             args.seeds or protocol.SEEDS)
+        sweeps.sweep(configs, args.results, "local", args.jobs, args.device)
+    runner = runs.Runner(args.results, args.device)
+    for name in names:
+        rows = protocols.results(name, runner, tuned, **arguments[name])
+        print(f"## {protocols.TITLES[name]}\n\n{protocols.table(name, rows)}\n")
+    report = protocols.report(runner, tuned)
+    (runner.dir / "protocols.md").write_text(report)
+    print(f"{', '.join(names)} in {time.time() - start:.0f}s -> {runner.dir / protocols.STORE}, "
+          f"{runner.dir / 'protocols.md'} (runs in {runner.path})")
+
+
 def cmd_sweep(args) -> None:
     tuned = _tuning_for(args)
     configs = [TrainConfig(method=m, dataset=d, seed=s, model=args.model, pretrained=args.pretrained,
@@ -147,6 +172,9 @@ def cmd_prune(args) -> None:
         print(f"{path}: {dropped} record{'s' * (dropped != 1)} no longer current, dropped")
     dropped = runs.prune_solutions(folder)
     print(f"{folder / 'solutions'}: {dropped} solution{'s' * (dropped != 1)} without a current record, deleted")
+    dropped = protocols.prune(folder, _tuning_for(args))
+    print(f"{folder / protocols.STORE}: {len(dropped)} protocol{'s' * (len(dropped) != 1)} no longer current, "
+          f"dropped{': ' + ', '.join(dropped) if dropped else ''}")
 
 
 def cmd_prepare(args) -> None:
@@ -209,6 +237,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tuning", type=Path, default=None)
     p.add_argument("--force", action="store_true")
     p.set_defaults(func=cmd_benchmark)
+    p = sub.add_parser("protocol", help="few-shot learning, domain shift, cross-task transfer or saliency "
+                                        "on the embedded tasks; writes results/protocols.md")
+    _common(p)
+    p.add_argument("name", choices=[*protocols.PROTOCOLS, "all"])
+    p.add_argument("--datasets", nargs="+", choices=datasets.dataset_names(),
+                   help="tasks (default: all; transfer: the sources and targets)")
+    p.add_argument("--seeds", nargs="+", type=int, help="default: 1 2 3")
+    p.add_argument("--shots", nargs="+", type=int, help="fewshot: shots per class (default: 1 2 4 8 16)")
+    p.add_argument("--styles", nargs="+", help=f"domains: styles to evaluate in (default: all of {', '.join(world.STYLES)})")
+    p.add_argument("--tuning", type=Path, default=None)
+    p.add_argument("--jobs", type=int, default=1, help="train the protocols' runs in this many processes first")
+    p.set_defaults(func=cmd_protocol)
+
     p = sub.add_parser("sweep", help="methods x datasets x seeds, skipping finished runs, inline or via submitit")
     _common(p)
     p.add_argument("--methods", nargs="+", default=list(methods.METHODS), choices=list(methods.METHODS))

@@ -230,3 +230,85 @@ def csv_table(table: dict, order: list[str], datasets: list[str]) -> str:
                 values = [f"{row[k][i]:.2f}" for k in ("base", "new", "H") for i in (0, 1)]
                 lines.append(",".join([method, dataset, *values, str(row["seeds"])]))
     return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- the other protocols (06_protocols)
+def protocol_stats(rows: list[dict], by: tuple[str, ...], value: str = "acc") -> dict:
+    """Rows of a protocol summarised: for each combination of the `by` fields, the mean over
+    the rows' other fields (tasks, styles) per seed, then mean ± std over seeds."""
+    per_seed = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        per_seed[tuple(r[k] for k in by)][r["seed"]].append(r[value])
+    return {key: mean_std([sum(v) / len(v) for _, v in sorted(seeds.items())]) for key, seeds in per_seed.items()}
+
+
+def paired_difference(rows: list[dict], a: str, b: str, match: tuple[str, ...], value: str = "acc") -> dict:
+    """Method a minus method b on the same task, seed and setting (`match` names the fields that
+    pair them, the seed among them): the mean over seeds of the per-seed average difference,
+    its std over seeds, and on how many of the paired cells a is ahead, level and behind."""
+    index = {tuple(r[k] for k in match): r[value] for r in rows if r["method"] == b}
+    diffs = [(r["seed"], r[value] - index[key]) for r in rows if r["method"] == a
+             and (key := tuple(r[k] for k in match)) in index]
+    if not diffs:
+        raise ValueError(f"no {a} and {b} rows share their {', '.join(match)}")
+    per_seed = defaultdict(list)
+    for seed, d in diffs:
+        per_seed[seed].append(d)
+    stat = mean_std([sum(v) / len(v) for v in per_seed.values()])
+    return {"mean": stat.mean, "std": stat.std, "ahead": sum(d > 0 for _, d in diffs),
+            "level": sum(d == 0 for _, d in diffs), "behind": sum(d < 0 for _, d in diffs), "cells": len(diffs)}
+
+
+def few_shot_table(rows: list[dict], entries: list[str], label_of) -> str:
+    """Accuracy over all classes (average over tasks, mean ± std over seeds) per entry and shots."""
+    stats = protocol_stats(rows, ("method", "shots"))
+    shots = sorted({r["shots"] for r in rows})
+    body = [[label_of(e)] + [mean_pm_std(*stats[(e, k)]) for k in shots] for e in entries if (e, shots[0]) in stats]
+    return markdown(["method"] + [f"{k} shot{'s' * (k > 1)}" for k in shots], body)
+
+
+def domains_table(rows: list[dict], entries: list[str], label_of) -> str:
+    """Source accuracy, each target style's (over the tasks it is a target of) and the target
+    average, per entry (mean ± std over seeds)."""
+    styles = list(dict.fromkeys(r["style"] for r in rows))
+    source = protocol_stats([r for r in rows if r["source"]], ("method",))
+    targets = [r for r in rows if not r["source"]]
+    by_style = protocol_stats(targets, ("method", "style"))
+    average = protocol_stats(targets, ("method",))
+    body = [[label_of(e), mean_pm_std(*source[(e,)])] + [mean_pm_std(*by_style[(e, s)]) for s in styles]
+            + [mean_pm_std(*average[(e,)])] for e in entries if (e,) in source]
+    return markdown(["method", "source"] + styles + ["target average"], body)
+
+
+def transfer_table(rows: list[dict], entries: list[str], label_of) -> str:
+    """Source accuracy (each task on itself) and target average (each task's context on the
+    other tasks) per entry, mean ± std over seeds."""
+    def stat(kept):
+        return protocol_stats(kept, ("method",))
+
+    own = stat([r for r in rows if r["source"] in (r["target"], "none")])
+    other = stat([r for r in rows if r["source"] not in (r["target"], "none")])
+    body = [[label_of(e), mean_pm_std(*own[(e,)]), mean_pm_std(*other[(e,)]) if (e,) in other else "–"]
+            for e in entries if (e,) in own]
+    return markdown(["method", "source (own task)", "target average (other tasks)"], body)
+
+
+def transfer_matrix(rows: list[dict], entry: str) -> tuple[list[str], list[list[float]]]:
+    """One entry's mean accuracy over seeds, sources x targets (tasks in their order)."""
+    tasks = list(dict.fromkeys(r["target"] for r in rows))
+    stats = protocol_stats([r for r in rows if r["method"] == entry], ("source", "target"))
+    return tasks, [[stats[(s, t)].mean if (s, t) in stats else float("nan") for t in tasks] for s in tasks]
+
+
+def saliency_table(rows: list[dict], entries: list[str], label_of) -> str:
+    """The share of saliency inside the object (%) per entry and task, and the average, next to
+    the object's share of the image."""
+    tasks = list(dict.fromkeys(r["dataset"] for r in rows))
+    share = protocol_stats(rows, ("method", "dataset"), value="share")
+    average = protocol_stats(rows, ("method",), value="share")
+    area = protocol_stats(rows, ("dataset",), value="area")
+    body = [["object's share of the image"] + [f"{area[(t,)].mean:.1f}" for t in tasks]
+            + [f"{sum(area[(t,)].mean for t in tasks) / len(tasks):.1f}"]]
+    body += [[label_of(e)] + [mean_pm_std(*share[(e, t)]) for t in tasks] + [mean_pm_std(*average[(e,)])]
+             for e in entries if (e,) in average]
+    return markdown(["", *tasks, "average"], body)
