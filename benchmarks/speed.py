@@ -16,6 +16,7 @@ style's learned parameters are evaluated by one eager model.
     python benchmarks/speed.py                      # tiny CLIP, every embedded task, CPU
     python benchmarks/speed.py --device cuda --steps 50 --methods coop cocoop
     python benchmarks/speed.py --model ViT-B-16 --device cuda --classes 50 100 500 --text-chunk 100 [--compile]
+    python benchmarks/speed.py --methods cocoop --datasets shapes digits --tag cocoop   # its own report
 
 With --model, an open_clip architecture with *random* weights (the same compute as the
 pretrained ones, no download) is timed on synthetic images and class names, at each number
@@ -273,7 +274,7 @@ def synthetic(args) -> None:
                      f"{cell(r['reference_steps_per_s'], '.2f')} | {cell(r['speedup'], '.1f', 'x')} | "
                      f"{cell(r['ours_peak_gib'])} | {cell(r['reference_peak_gib'])} | "
                      f"{cell(r['ours_text_tflops'], '.2f')} | {cell(r['gradient_difference'], '.1e')} |")
-    write_report(lines, rows, args.out / f"speed_{args.model}_{device.type}", device)
+    write_report(lines, rows, args.out / f"speed_{args.model}_{device.type}{'_' + args.tag if args.tag else ''}", device)
 
 
 def main(argv=None) -> None:
@@ -289,6 +290,8 @@ def main(argv=None) -> None:
     parser.add_argument("--batch", type=int, default=32, help="with --model: images per step")
     parser.add_argument("--text-chunk", type=int, default=0, help="with --model: classes per text-encoder chunk")
     parser.add_argument("--compile", action="store_true", help="with --model: time our step under torch.compile")
+    parser.add_argument("--tag", default="", help="added to the report's file name (speed_..._TAG.md), so a run "
+                                                  "over other methods or sizes keeps its own report")
     args = parser.parse_args(argv)
     for method in args.methods:
         if not methods.get(method).trains:
@@ -354,7 +357,7 @@ def main(argv=None) -> None:
                      f"{r['ours_speedup']:.1f}x | {cell(r['compiled_speedup'], '.1f', 'x')} | {r['ours_H']:.1f} | "
                      f"{cell(r['compiled_H'])} | {r['reference_H']:.1f} | "
                      f"{r['ours_max_learned_difference']:.1g} / {cell(r['compiled_max_learned_difference'], '.1g')} |")
-    write_report(lines, rows, args.out / f"speed_{device.type}", device)
+    write_report(lines, rows, args.out / f"speed_{device.type}{'_' + args.tag if args.tag else ''}", device)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from . import datasets, methods, paper_data, protocol, reports, settings
+from . import datasets, methods, paper_data, protocol, protocols, reports, settings
 from .runs import Runner, Solution
 from .tasks import Task
 from .training import Run, TrainConfig, build_model
@@ -108,12 +108,14 @@ class Chapter:
                              f"{field} = {value}", source(name, field, field in chosen)])
         return reports.markdown(["", "setting", "where it comes from"], rows)
 
-    def config(self, method: str, dataset: str, seed: int = 1, recipe: dict | None = None, **knobs) -> Run:
+    def config(self, method: str, dataset: str, seed: int = 1, recipe: dict | None = None, partition: str = "coop",
+               **knobs) -> Run:
         """The run of a method on a dataset and seed with the chapter's recipe and knobs
-        (`recipe` and keyword arguments change them for this run only)."""
+        (`recipe` and keyword arguments change them for this run only; `partition` picks
+        which classes are base, gcscoop_lib.splits)."""
         knobs = {**self.knobs.get(method, {}), **knobs}
-        return TrainConfig(method=method, dataset=dataset, seed=seed, model=self.model,
-                           pretrained=self.pretrained, knobs=knobs, **{**self.recipe, **(recipe or {})}).resolve()
+        return TrainConfig(method=method, dataset=dataset, seed=seed, model=self.model, pretrained=self.pretrained,
+                           partition=partition, knobs=knobs, **{**self.recipe, **(recipe or {})}).resolve()
 
     def record(self, method: str, dataset: str, seed: int = 1, recipe: dict | None = None, **knobs) -> dict:
         """A run's record: stored, or run now."""
@@ -134,16 +136,34 @@ class Chapter:
         return self.runner.task(self.config("zeroshot", dataset, seed).config)
 
     def table(self, method_names, seeds=protocol.SEEDS, datasets=None, records: str = "runs.jsonl",
-              recipe: dict | None = None, **knobs) -> Table:
+              recipe: dict | None = None, partition: str = "coop", **knobs) -> Table:
         """Every method x dataset x seed (stored or run now) and its summary; `records` names the
         records file they are kept in (the benchmark's by default), `recipe` changes the recipe
-        for these runs."""
+        for these runs and `partition` their base classes."""
         if records not in self._runners:
             self._runners[records] = Runner(self.runner.dir, self.runner.device, records)
         runner = self._runners[records]
-        done = [runner.run(self.config(m, d, s, recipe, **knobs)) for m in method_names
+        done = [runner.run(self.config(m, d, s, recipe, partition, **knobs)) for m in method_names
                 for d in datasets or self.datasets for s in seeds]
         return Table(done, reports.summarise(done))
+
+    def world(self) -> tuple[Runner, dict]:
+        """The runner and tuned recipe of the embedded world (06_protocols): this chapter's under
+        the tiny profile, the book's under the paper profile."""
+        if self.profile == "tiny":
+            return self.runner, {"recipe": self.recipe, "knobs": self.knobs}
+        config = settings.current()
+        return Runner(config.results, self.runner.device), load_tuning(config.book_results / "tuning.json")
+
+    def protocol(self, name: str, **arguments) -> list[dict]:
+        """A protocol's rows (06_protocols), stored or computed now. Few-shot learning runs on the
+        profile's datasets and CLIP; domain shift, transfer and saliency need the embedded world's
+        styles, tasks and object masks, and run on it under either profile."""
+        if name == "fewshot" and self.profile == "paper":
+            arguments = {"datasets_": self.datasets, "model": self.model, "pretrained": self.pretrained,
+                         **arguments}
+            return protocols.results(name, self.runner, {"recipe": self.recipe, "knobs": self.knobs}, **arguments)
+        return protocols.results(name, *self.world(), **arguments)
 
     def knob(self, method: str, name: str):
         """The value of a method's knob in this chapter (the tuned one, the reader's, or the default)."""

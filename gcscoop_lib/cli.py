@@ -103,26 +103,31 @@ def cmd_tune(args) -> None:
 
 def cmd_benchmark(args) -> None:
     start = time.time()
-    runner = runs.Runner(args.results, args.device, progress=True, borrow_from=("tuning_runs.jsonl",))
     tuned = _tuning_for(args)
-    done = [runner.run(TrainConfig(method=m, dataset=d, seed=s, model=args.model, pretrained=args.pretrained,
-                                   knobs=tuned["knobs"].get(m, {}), **tuned["recipe"]), force=args.force)
-            for m in args.methods for d in args.datasets for s in args.seeds]
+    configs = [TrainConfig(method=m, dataset=d, seed=s, model=args.model, pretrained=args.pretrained,
+                           partition=args.partition, knobs=tuned["knobs"].get(m, {}), **tuned["recipe"])
+               for m in args.methods for d in args.datasets for s in args.seeds]
+    runner = runs.Runner(args.results, args.device, progress=True, borrow_from=("tuning_runs.jsonl",))
+    if args.jobs > 1 and not args.force:   # train in parallel first: single-threaded runs come out alike
+        todo = [c for c in configs if runner.current(c.resolve()) is None and c.resolve().key not in runner.lendable]
+        sweeps.sweep(todo, args.results, "local", args.jobs, args.device)
+        runner = runs.Runner(args.results, args.device, progress=True, borrow_from=("tuning_runs.jsonl",))
+    done = [runner.run(c, force=args.force) for c in configs]
     table = reports.summarise(done)
     order = [m for m in methods.METHODS if m in args.methods]
     report = reports.markdown_report(table, order, args.datasets)
-    if "zeroshot" in order:
+    if "zeroshot" in order and args.partition == "coop" and list(args.seeds) == list(protocol.SEEDS):
         report += ("\n## Against zero-shot CLIP, next to the papers\n\nChange from zero-shot CLIP in points; the "
                    "papers' numbers are ViT-B/16 averages over 11 datasets (gcscoop_lib/published.json).\n\n"
                    + reports.papers_comparison(table, order) + "\n")
     runner.prune()
-    (runner.dir / "benchmark.md").write_text(report)
-    (runner.dir / "benchmark.json").write_text(json.dumps(
+    (runner.dir / f"{args.name}.md").write_text(report)
+    (runner.dir / f"{args.name}.json").write_text(json.dumps(
         {"table": table, "tuning": {"recipe": tuned["recipe"], "knobs": tuned["knobs"]},
-         "seeds": list(args.seeds), "datasets": args.datasets}, indent=2) + "\n")
+         "seeds": list(args.seeds), "datasets": args.datasets, "partition": args.partition}, indent=2) + "\n")
     print(report)
     print(f"benchmark: {len(args.methods)} methods x {len(args.datasets)} datasets x {len(args.seeds)} seeds "
-          f"in {time.time() - start:.0f}s -> {runner.dir / 'benchmark.md'}, {runner.dir / 'benchmark.json'} "
+          f"in {time.time() - start:.0f}s -> {runner.dir / (args.name + '.md')}, {runner.dir / (args.name + '.json')} "
           f"(runs in {runner.path})")
 
 
@@ -233,7 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--datasets", nargs="+", default=datasets.dataset_names(), choices=datasets.dataset_names())
     p.add_argument("--methods", nargs="+", default=list(methods.METHODS), choices=list(methods.METHODS))
-    p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    p.add_argument("--seeds", nargs="+", type=int, default=list(protocol.SEEDS))
+    p.add_argument("--partition", default="coop", choices=["coop", "reversed"],
+                   help="which classes are base: CoOp's rule, or the same rule on the labels in reverse order")
+    p.add_argument("--name", default="benchmark", help="the report's file name in the results folder (NAME.md, .json)")
+    p.add_argument("--jobs", type=int, default=1, help="train the missing runs in this many processes first")
     p.add_argument("--tuning", type=Path, default=None)
     p.add_argument("--force", action="store_true")
     p.set_defaults(func=cmd_benchmark)

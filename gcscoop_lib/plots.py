@@ -199,18 +199,140 @@ def base_new_scatter(table: dict, order: list[str], dataset: str = "average", ti
     return fig
 
 
-def heatmap(values, row_labels, col_labels, title: str = "", fmt: str = "{:.1f}", colorbar_label: str = ""):
-    """A small annotated heat map (01_zero_shot's templates, 05_gcscoop's sensitivity grid)."""
+def heatmap(values, row_labels, col_labels, title: str = "", fmt: str = "{:.1f}", colorbar_label: str = "",
+            signed: bool = False):
+    """A small annotated heat map (01_zero_shot's templates, 05_gcscoop's sensitivity grid);
+    signed=True centres a diverging colour map on zero (06_protocols' changes)."""
     values = np.asarray(values, dtype=float)
     fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(col_labels), 1.0 + 0.55 * len(row_labels)))
-    im = ax.imshow(values, cmap="viridis")
+    top = np.nanmax(np.abs(values)) if signed else None
+    im = ax.imshow(values, cmap="RdBu" if signed else "viridis", vmin=-top if signed else None, vmax=top)
     ax.set_xticks(range(len(col_labels)), col_labels, fontsize=9, rotation=30, ha="right")
     ax.set_yticks(range(len(row_labels)), row_labels, fontsize=9)
     for i in range(values.shape[0]):
         for j in range(values.shape[1]):
+            dark = abs(values[i, j]) > 0.6 * top if signed else values[i, j] < np.nanmean(values)
             ax.text(j, i, fmt.format(values[i, j]), ha="center", va="center", fontsize=9,
-                    color="white" if values[i, j] < np.nanmean(values) else "black")
+                    color="white" if dark else "black")
     ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, shrink=0.8).set_label(colorbar_label, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def few_shot_curves(stats: dict, entries: list[str], tasks: list[str], label_of, colour_of, title: str = ""):
+    """Accuracy against shots (log scale), one panel per task and one for the average, in the
+    style of CoOp's Figure 3; `stats[(entry, task or "average", shots)]` is a Stat (06_protocols)."""
+    panels = tasks + ["average"]
+    columns = 3
+    rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(9.5, 2.9 * rows), squeeze=False)
+    shots = sorted({k for (_, _, k) in stats})
+    for ax, panel in zip(axes.flat, panels):
+        for entry in entries:
+            points = [stats.get((entry, panel, k)) for k in shots]
+            if entry == "zeroshot":
+                ax.axhline(points[0].mean, color=colour_of(entry), linestyle="--", linewidth=1.2,
+                           label=label_of(entry))
+                continue
+            means = np.array([p.mean for p in points])
+            stds = np.array([p.std for p in points])
+            ax.plot(shots, means, marker="o", markersize=3.5, color=colour_of(entry), label=label_of(entry),
+                    linewidth=2.2 if panel == "average" else 1.4)
+            ax.fill_between(shots, means - stds, means + stds, color=colour_of(entry), alpha=0.12, linewidth=0)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(shots, [str(k) for k in shots])
+        ax.set_title(panel, fontsize=10, fontweight="bold" if panel == "average" else "normal")
+        ax.set_xlabel("shots per class")
+        ax.set_ylabel("accuracy (%)")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=5, frameon=False, fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.07 + 0.02 * (rows == 1), 1, 1))
+    return fig
+
+
+def source_target_bars(source: dict, target: dict, entries: list[str], label_of, colour_of, reference: str,
+                       ylabel: str, title: str = ""):
+    """Each entry's change from `reference` on the source and on the targets (two bars per
+    entry, mean ± std over seeds): what a prompt gains where it was trained and what it keeps
+    elsewhere (06_protocols)."""
+    shown = [e for e in entries if e != reference]
+    fig, ax = plt.subplots(figsize=(8.5, 3.3))
+    x = np.arange(len(shown))
+    for offset, values, name, hatch in ((-0.2, source, "source", ""), (0.2, target, "targets", "//")):
+        means = [values[e].mean - values[reference].mean for e in shown]
+        errors = [values[e].std for e in shown]
+        ax.bar(x + offset, means, 0.38, yerr=errors, color=[colour_of(e) for e in shown], hatch=hatch,
+               edgecolor="white", label=name, capsize=2)
+    ax.axhline(0, color="#333333", linewidth=0.8)
+    ax.set_xticks(x, [label_of(e) for e in shown], rotation=20, ha="right")
+    ax.set_ylabel(ylabel)
+    ax.legend(frameon=False, fontsize=9, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def saliency_grid(images, masks, maps: dict, titles: list[str]):
+    """Images (rows) with their object's outline, then each prompt's saliency map on the same
+    colour scale per image (06_protocols)."""
+    columns = 1 + len(maps)
+    fig, axes = plt.subplots(len(images), columns, figsize=(1.45 * columns, 1.5 * len(images)), squeeze=False)
+    for i, (image, mask) in enumerate(zip(images, masks)):
+        top = max(float(m[i].max()) for m in maps.values())
+        axes[i, 0].imshow(image)
+        axes[i, 0].set_ylabel(titles[i], fontsize=9)
+        for j, (name, m) in enumerate(maps.items(), start=1):
+            axes[i, j].imshow(m[i], cmap="magma", vmin=0, vmax=top)
+            axes[i, j].contour(mask, levels=[0.5], colors="#4fc3f7", linewidths=0.8)
+            if i == 0:
+                axes[i, j].set_title(name, fontsize=9)
+        if i == 0:
+            axes[i, 0].set_title("image", fontsize=9)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    return fig
+
+
+def image_row(images, titles: list[str]):
+    """Images side by side with a title each (06_protocols: one image in every style)."""
+    fig, axes = plt.subplots(1, len(images), figsize=(1.5 * len(images), 1.8), squeeze=False)
+    for ax, image, title in zip(axes[0], images, titles):
+        ax.imshow(image)
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    return fig
+
+
+DRIFT_PANELS = (("kl", "KL(zero-shot ‖ prompt), new classes"), ("text_cos", "cos to the hand-written prompt"),
+                ("distance", "‖θ − θ₀‖"))
+
+
+def drift_curves(histories: dict, colours: dict, title: str = ""):
+    """How far each method's prompt drifts from zero-shot CLIP over training, averaged over
+    tasks: the KL of its new-class predictions to zero-shot's, the cosine of its class text
+    features to the hand-written prompt's, and the distance of its context from where it
+    started (03_prograd). `histories[label]` is a list of per-epoch histories, one per task."""
+    fig, axes = plt.subplots(1, len(DRIFT_PANELS), figsize=(10, 3.1))
+    for ax, (key, name) in zip(axes, DRIFT_PANELS):
+        for label, runs in histories.items():
+            values = np.mean([[row[key] for row in history] for history in runs], axis=0)
+            ax.plot(np.arange(1, len(values) + 1), values, color=colours[label], label=label, linewidth=1.6)
+        ax.set_xlabel("epoch")
+        ax.set_title(name, fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=9, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig

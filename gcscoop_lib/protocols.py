@@ -16,8 +16,8 @@ missing entry is computed again.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
-import math
 import os
 from pathlib import Path
 
@@ -108,20 +108,28 @@ def linear_probe(task) -> dict:
 
 
 def few_shot(runner, tuned: dict, datasets_=None, shots=FEW_SHOTS, seeds=protocol.SEEDS,
-             entries=FEW_SHOT_METHODS) -> list[dict]:
-    """Test accuracy over all classes of each task, per entry, shots and seed (06_protocols)."""
+             entries=FEW_SHOT_METHODS, model: str = "tiny", pretrained: str | None = None) -> list[dict]:
+    """Test accuracy over all classes of each task, per entry, shots and seed (06_protocols);
+    on the embedded tasks, or on the papers' datasets with another CLIP."""
+    names = list(datasets_ or datasets.dataset_names())
+    unknown = [n for n in names if n not in datasets.all_dataset_names()]
+    if unknown:
+        raise ValueError(f"unknown dataset {unknown[0]!r}: choose one of {datasets.all_dataset_names()}")
+    for k in shots:
+        epochs_for(k, 2)   # one clear error for a bad K before anything runs
+    clip = dict(model=model, pretrained=pretrained)
     rows = []
-    for dataset in datasets_ or datasets.dataset_names():
+    for dataset in names:
         for k in shots:
             for seed in seeds:
                 for entry in entries:
                     row = {"method": entry, "dataset": dataset, "shots": k, "seed": seed}
                     if entry == "zeroshot":
-                        row["acc"] = runner.run(zero_shot_config(dataset))["base"]
+                        row["acc"] = runner.run(zero_shot_config(dataset, **clip))["base"]
                     elif entry == "linear_probe":
-                        row.update(linear_probe(runner.task(all_class_config("coop", dataset, k, seed, tuned))))
+                        row.update(linear_probe(runner.task(all_class_config("coop", dataset, k, seed, tuned, **clip))))
                     else:
-                        row["acc"] = runner.run(all_class_config(entry, dataset, k, seed, tuned))["base"]
+                        row["acc"] = runner.run(all_class_config(entry, dataset, k, seed, tuned, **clip))["base"]
                     rows.append(row)
     return rows
 
@@ -298,6 +306,18 @@ def saliency_shares(runner, tuned: dict, datasets_=None, seeds=protocol.SEEDS,
     return rows
 
 
+def saliency_examples(runner, tuned: dict, dataset: str, seed: int = 1, classes: int = 3,
+                      entries=SALIENCY_METHODS) -> tuple[ImageSet, dict]:
+    """The first test image of each of the first base classes, and each entry's saliency maps
+    of them (06_protocols' figure)."""
+    config = base_to_new_config("zeroshot", dataset, seed, tuned)
+    clip, task = runner.clip(config), runner.task(config)
+    images = saliency_images(dataset, task.base_names[:classes], per_class=1)
+    labels = torch.from_numpy(images.labels)
+    return images, {label(e): saliency(clip, prompt_text_features(runner, tuned, e, dataset, seed)[labels],
+                                       images.images) for e in entries}
+
+
 @torch.no_grad()
 def prompt_text_features(runner, tuned: dict, entry: str, dataset: str, seed: int) -> torch.Tensor:
     """The base classes' text features under an entry's base-to-new prompt (zero-shot: the
@@ -318,9 +338,10 @@ def protocol_stamp(name: str, tuned: dict, arguments: dict) -> str:
     code and weights of every run they read, the tuned recipe and knobs, and the arguments."""
     from .models import weights_fingerprint
 
-    inputs = {"code": records.code_fingerprint(PROTOCOLS[name]), "tuned": tuned, "arguments": arguments,
+    inputs = {"code": records.code_fingerprint(PROTOCOLS[name]), "arguments": arguments,
+              "tuned": {"recipe": tuned["recipe"], "knobs": tuned["knobs"]},
               "runs": {m: records.method_fingerprint(m) for m in methods.METHODS},
-              "weights": weights_fingerprint("tiny")}
+              "weights": weights_fingerprint(arguments.get("model", "tiny"), arguments.get("pretrained"))}
     return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=list).encode()).hexdigest()[:16]
 
 
@@ -329,6 +350,7 @@ def results(name: str, runner, tuned: dict, **arguments) -> list[dict]:
     then the book's), else computed now and stored in the reader's folder."""
     if name not in PROTOCOLS:
         raise ValueError(f"unknown protocol {name!r}: choose one of {list(PROTOCOLS)}")
+    arguments = normalised(name, arguments)
     stamp = protocol_stamp(name, tuned, arguments)
     for folder in dict.fromkeys((runner.dir, runner.book)):
         entry = read_store(Path(folder) / STORE).get(name)
@@ -343,6 +365,15 @@ def results(name: str, runner, tuned: dict, **arguments) -> list[dict]:
     tmp.write_text(json.dumps(content, indent=1, sort_keys=True, default=list) + "\n")
     tmp.replace(path)
     return rows
+
+
+def normalised(name: str, arguments: dict) -> dict:
+    """A protocol's arguments with its defaults filled in, as JSON has them (a default given
+    explicitly is the same computation as the default left out)."""
+    bound = inspect.signature(PROTOCOLS[name]).bind_partial(**arguments)
+    bound.apply_defaults()
+    given = {k: v for k, v in bound.arguments.items() if k not in ("runner", "tuned")}
+    return json.loads(json.dumps(given, default=list))
 
 
 def read_store(path: Path) -> dict:

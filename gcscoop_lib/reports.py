@@ -312,3 +312,54 @@ def saliency_table(rows: list[dict], entries: list[str], label_of) -> str:
     body += [[label_of(e)] + [mean_pm_std(*share[(e, t)]) for t in tasks] + [mean_pm_std(*average[(e,)])]
              for e in entries if (e,) in average]
     return markdown(["", *tasks, "average"], body)
+
+
+def paired_table(rows: list[dict], pairs: list[tuple[str, str]], setting: str, match: tuple[str, ...], label_of,
+                 value: str = "acc", heading=str) -> str:
+    """Paired differences a − b per value of `setting` (shots, say): mean ± std over seeds of
+    the per-seed average, and on how many paired cells a is ahead (06_protocols)."""
+    values = list(dict.fromkeys(r[setting] for r in rows))
+    body = []
+    for a, b in pairs:
+        cells = []
+        for v in values:
+            d = paired_difference([r for r in rows if r[setting] == v], a, b, match, value)
+            cells.append(f"{d['mean']:+.1f} ± {d['std']:.1f} ({d['ahead']}/{d['cells']})")
+        body.append([f"{label_of(a)} − {label_of(b)}"] + cells)
+    return markdown(["difference"] + [heading(v) for v in values], body)
+
+
+def seed_averages(records: list[dict], method: str, metric: str = "H") -> dict:
+    """A method's average over the tasks for each seed, the papers' way: base and new averaged
+    over the tasks, H of those two (07_benchmark)."""
+    per_seed = defaultdict(list)
+    for r in records:
+        if r["method"] == method:
+            per_seed[r["seed"]].append(r)
+    out = {}
+    for seed, runs in per_seed.items():
+        base = sum(r["base"] for r in runs) / len(runs)
+        new = sum(r["new"] for r in runs) / len(runs)
+        out[seed] = {"base": base, "new": new, "H": harmonic_mean(base, new)}[metric]
+    return out
+
+
+def paired_interval(records: list[dict], a: str, b: str, metric: str = "H", level: float = 0.95) -> dict:
+    """a − b in the average over tasks, paired by seed: the mean difference, its t-interval at
+    `level` over the seeds, and on how many seeds a is ahead (07_benchmark)."""
+    from scipy import stats
+
+    mine, theirs = seed_averages(records, a, metric), seed_averages(records, b, metric)
+    seeds = sorted(set(mine) & set(theirs))
+    if len(seeds) < 2:
+        raise ValueError(f"a paired interval needs at least two seeds that {a} and {b} share, got {seeds}")
+    diffs = [mine[s] - theirs[s] for s in seeds]
+    mean, std = mean_std(diffs)
+    half = stats.t.ppf(0.5 + level / 2, len(diffs) - 1) * std / math.sqrt(len(diffs))
+    return {"mean": mean, "low": mean - half, "high": mean + half, "ahead": sum(d > 0 for d in diffs),
+            "seeds": len(diffs)}
+
+
+def interval_cell(d: dict) -> str:
+    """'+0.3 [−0.2, +0.8], 7/10': a paired difference, its interval and the seeds ahead."""
+    return f"{d['mean']:+.1f} [{d['low']:+.1f}, {d['high']:+.1f}], {d['ahead']}/{d['seeds']}"

@@ -61,6 +61,29 @@ def test_readme_table_is_the_benchmark_file():
     assert rows and all(row in readme for row in rows)
 
 
+def test_readme_protocol_tables_are_the_protocols_file():
+    """The README's tables of the other protocols are copied from results/protocols.md, and
+    that file is what the stored protocols give now."""
+    from gcscoop_lib import protocols, runs, tuning
+
+    written = (ROOT / "results" / "protocols.md").read_text()
+    rows = [line for line in written.splitlines() if line.startswith("| ")]
+    assert rows and all(row in (ROOT / "README.md").read_text() for row in rows)
+    runner = runs.Runner(ROOT / "results", device="cpu")
+    assert protocols.report(runner, tuning.load_tuning(ROOT / "results" / "tuning.json")) == written
+
+
+def test_stored_protocols_are_current():
+    from gcscoop_lib import protocols, tuning
+
+    stored = protocols.read_store(ROOT / "results" / protocols.STORE)
+    assert set(stored) == set(protocols.PROTOCOLS)
+    tuned = tuning.load_tuning(ROOT / "results" / "tuning.json")
+    stale = [name for name, entry in stored.items()
+             if entry["stamp"] != protocols.protocol_stamp(name, tuned, entry["arguments"])]
+    assert not stale, f"{stale}: stored under older code or runs: run `python -m gcscoop_lib protocol all`"
+
+
 def colab_cell(path: Path) -> str:
     """The source of a chapter's first code cell, the one that sets Colab up."""
     cells = json.loads(path.read_text())["cells"]

@@ -82,3 +82,18 @@ def test_without_myst_nb_gluing_displays_nothing_and_raises_nothing(monkeypatch,
         warnings.simplefilter("error")
         assert reports.glue_values(h=75.4, word="GCSCoOp") is None
     assert shown == [] and capsys.readouterr() == ("", "")
+
+
+def test_paired_intervals_pair_the_papers_average_by_seed():
+    from scipy import stats
+
+    records = [{"method": m, "seed": s, "dataset": d, "base": 70.0 + s + (gap if m == "a" else 0.0), "new": 60.0}
+               for m in ("a", "b") for s, gap in ((1, 1.0), (2, 3.0), (3, -1.0)) for d in ("x", "y")]
+    assert reports.seed_averages(records, "b", "base") == {1: 71.0, 2: 72.0, 3: 73.0}
+    d = reports.paired_interval(records, "a", "b", "base")
+    half = stats.t.ppf(0.975, 2) * 2.0 / 3 ** 0.5
+    assert (d["mean"], d["ahead"], d["seeds"]) == (1.0, 2, 3)
+    assert (d["low"], d["high"]) == pytest.approx((1.0 - half, 1.0 + half))
+    assert reports.interval_cell(d) == f"+1.0 [{1 - half:+.1f}, {1 + half:+.1f}], 2/3"
+    with pytest.raises(ValueError, match="at least two seeds"):
+        reports.paired_interval(records[:1] + records[6:7], "a", "b")
