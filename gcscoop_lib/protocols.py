@@ -318,15 +318,16 @@ def saliency_examples(runner, tuned: dict, dataset: str, seed: int = 1, classes:
                                        images.images) for e in entries}
 
 
-@torch.no_grad()
 def prompt_text_features(runner, tuned: dict, entry: str, dataset: str, seed: int) -> torch.Tensor:
     """The base classes' text features under an entry's base-to-new prompt (zero-shot: the
-    hand-written one)."""
+    hand-written one), trained first if the run is not stored."""
     config = base_to_new_config(entry, dataset, seed, tuned)
     task = runner.task(config)
-    if entry == "zeroshot":
-        return zero_shot_weights(runner.clip(config), task.base_names, task.template)
-    return runner.solution(config).model.text_features()
+    model = None if entry == "zeroshot" else runner.solution(config).model
+    with torch.no_grad():
+        if model is None:
+            return zero_shot_weights(runner.clip(config), task.base_names, task.template)
+        return model.text_features()
 
 
 # ----------------------------------------------------------------------------- stored results

@@ -282,12 +282,13 @@ def domains_table(rows: list[dict], entries: list[str], label_of) -> str:
 
 def transfer_table(rows: list[dict], entries: list[str], label_of) -> str:
     """Source accuracy (each task on itself) and target average (each task's context on the
-    other tasks) per entry, mean ± std over seeds."""
+    other tasks) per entry, mean ± std over seeds; zero-shot CLIP, which has no source, has
+    its accuracy on every task in both."""
     def stat(kept):
         return protocol_stats(kept, ("method",))
 
     own = stat([r for r in rows if r["source"] in (r["target"], "none")])
-    other = stat([r for r in rows if r["source"] not in (r["target"], "none")])
+    other = stat([r for r in rows if r["source"] != r["target"]])   # zero-shot's rows count as both
     body = [[label_of(e), mean_pm_std(*own[(e,)]), mean_pm_std(*other[(e,)]) if (e,) in other else "–"]
             for e in entries if (e,) in own]
     return markdown(["method", "source (own task)", "target average (other tasks)"], body)
@@ -363,3 +364,11 @@ def paired_interval(records: list[dict], a: str, b: str, metric: str = "H", leve
 def interval_cell(d: dict) -> str:
     """'+0.3 [−0.2, +0.8], 7/10': a paired difference, its interval and the seeds ahead."""
     return f"{d['mean']:+.1f} [{d['low']:+.1f}, {d['high']:+.1f}], {d['ahead']}/{d['seeds']}"
+
+
+def transfer_change(rows: list[dict], entry: str) -> tuple[list[str], list[list[float]]]:
+    """One entry's mean accuracy over seeds, sources x targets, minus zero-shot CLIP's on each
+    target (06_protocols' figure)."""
+    tasks, matrix = transfer_matrix(rows, entry)
+    zero = protocol_stats([r for r in rows if r["method"] == "zeroshot"], ("target",))
+    return tasks, [[v - zero[(t,)].mean for t, v in zip(tasks, row)] for row in matrix]

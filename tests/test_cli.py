@@ -117,3 +117,22 @@ def test_sweep_writes_its_records_and_tables_where_it_says(results, capsys):
     assert out[-1] == (f"2 runs -> {results / 'sweep.jsonl'}, {results / 'sweep.md'}, {results / 'sweep.csv'}")
     assert len(records.read_records(results / "sweep.jsonl")) == 2
     assert (results / "sweep.csv").read_text().startswith("method,dataset,base")
+
+
+def test_benchmark_on_the_reversed_partition_writes_its_own_report(results, capsys):
+    out = cli(capsys, "benchmark", "--methods", "zeroshot", "--datasets", "shapes", "--seeds", "1", "2",
+              "--partition", "reversed", "--name", "reversed", "--results", str(results))
+    assert f"-> {results / 'reversed.md'}" in out[-1] and not (results / "benchmark.md").exists()
+    stored = json.loads((results / "reversed.json").read_text())
+    assert stored["partition"] == "reversed" and stored["seeds"] == [1, 2]
+    configs = [r["config"] for r in records.read_records(results / "runs.jsonl")]
+    assert {c["partition"] for c in configs} == {"reversed"}
+    assert "Against zero-shot CLIP" not in (results / "reversed.md").read_text()   # the papers' protocol only
+
+
+def test_protocol_writes_its_store_and_report_where_it_says(results, capsys):
+    out = cli(capsys, "protocol", "saliency", "--datasets", "shapes", "--seeds", "1", "--results", str(results))
+    assert f"{results / 'protocols.json'}" in out[-1]
+    stored = json.loads((results / "protocols.json").read_text())
+    assert {r["dataset"] for r in stored["saliency"]["rows"]} == {"shapes"}
+    assert "share of saliency inside the object" in (results / "protocols.md").read_text()
