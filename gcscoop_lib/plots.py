@@ -226,7 +226,7 @@ def few_shot_curves(stats: dict, entries: list[str], tasks: list[str], label_of,
     panels = tasks + ["average"]
     columns = 3
     rows = -(-len(panels) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(9.5, 2.9 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(6.8, 2.5 * rows), squeeze=False)
     shots = sorted({k for (_, _, k) in stats})
     for ax, panel in zip(axes.flat, panels):
         for entry in entries:
@@ -242,17 +242,17 @@ def few_shot_curves(stats: dict, entries: list[str], tasks: list[str], label_of,
             ax.fill_between(shots, means - stds, means + stds, color=colour_of(entry), alpha=0.12, linewidth=0)
         ax.set_xscale("log", base=2)
         ax.set_xticks(shots, [str(k) for k in shots])
-        ax.set_title(panel, fontsize=10, fontweight="bold" if panel == "average" else "normal")
-        ax.set_xlabel("shots per class")
-        ax.set_ylabel("accuracy (%)")
+        ax.set_title(panel, fontsize=9, fontweight="bold" if panel == "average" else "normal")
+        ax.set_xlabel("shots per class", fontsize=9)
+        ax.set_ylabel("accuracy (%)", fontsize=9)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=5, frameon=False, fontsize=9)
+    fig.legend(handles, labels, loc="lower center", ncol=4, frameon=False, fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.07 + 0.02 * (rows == 1), 1, 1))
+    fig.tight_layout(rect=(0, 0.11, 1, 1))
     return fig
 
 
@@ -262,7 +262,7 @@ def source_target_bars(source: dict, target: dict, entries: list[str], label_of,
     entry, mean ± std over seeds): what a prompt gains where it was trained and what it keeps
     elsewhere (06_protocols)."""
     shown = [e for e in entries if e != reference]
-    fig, ax = plt.subplots(figsize=(8.5, 3.3))
+    fig, ax = plt.subplots(figsize=(6.8, 3.3))
     x = np.arange(len(shown))
     for offset, values, name, hatch in ((-0.2, source, "source", ""), (0.2, target, "targets", "//")):
         means = [values[e].mean - values[reference].mean for e in shown]
@@ -283,7 +283,7 @@ def saliency_grid(images, masks, maps: dict, titles: list[str]):
     """Images (rows) with their object's outline, then each prompt's saliency map on the same
     colour scale per image (06_protocols)."""
     columns = 1 + len(maps)
-    fig, axes = plt.subplots(len(images), columns, figsize=(1.45 * columns, 1.5 * len(images)), squeeze=False)
+    fig, axes = plt.subplots(len(images), columns, figsize=(0.95 * columns, 1.0 * len(images)), squeeze=False)
     for i, (image, mask) in enumerate(zip(images, masks)):
         top = max(float(m[i].max()) for m in maps.values())
         axes[i, 0].imshow(image)
@@ -304,7 +304,7 @@ def saliency_grid(images, masks, maps: dict, titles: list[str]):
 
 def image_row(images, titles: list[str]):
     """Images side by side with a title each (06_protocols: one image in every style)."""
-    fig, axes = plt.subplots(1, len(images), figsize=(1.5 * len(images), 1.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(images), figsize=(1.3 * len(images), 1.6), squeeze=False)
     for ax, image, title in zip(axes[0], images, titles):
         ax.imshow(image)
         ax.set_title(title, fontsize=9)
@@ -314,7 +314,7 @@ def image_row(images, titles: list[str]):
     return fig
 
 
-DRIFT_PANELS = (("kl", "KL(zero-shot ‖ prompt), new classes"), ("text_cos", "cos to the hand-written prompt"),
+DRIFT_PANELS = (("kl", "KL to zero-shot, new classes"), ("text_cos", "cos to hand-written"),
                 ("distance", "‖θ − θ₀‖"))
 
 
@@ -323,7 +323,7 @@ def drift_curves(histories: dict, colours: dict, title: str = ""):
     tasks: the KL of its new-class predictions to zero-shot's, the cosine of its class text
     features to the hand-written prompt's, and the distance of its context from where it
     started (03_prograd). `histories[label]` is a list of per-epoch histories, one per task."""
-    fig, axes = plt.subplots(1, len(DRIFT_PANELS), figsize=(10, 3.1))
+    fig, axes = plt.subplots(1, len(DRIFT_PANELS), figsize=(6.8, 2.6))
     for ax, (key, name) in zip(axes, DRIFT_PANELS):
         for label, runs in histories.items():
             values = np.mean([[row[key] for row in history] for history in runs], axis=0)

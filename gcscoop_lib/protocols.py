@@ -55,9 +55,10 @@ def colour(entry: str) -> str:
 
 # ----------------------------------------------------------------------------- the runs
 def epochs_for(shots: int, epochs: int) -> int:
-    """CoOp's rule for fewer shots (200 epochs at 16 shots, 100 at 8 and 4, 50 at 2 and 1),
-    applied to a recipe's 16-shot epochs: all of them at 16 shots, half at 4 and 8, a
-    quarter at 1 and 2 (never fewer than 2: epoch 0 is the warm-up)."""
+    """CoOp's rule for fewer shots (200 epochs at 16 shots, 100 at 8
+    and 4, 50 at 2 and 1), applied to a recipe's 16-shot epochs: all of
+    them at 16 shots, half at 4 and 8, a quarter at 1 and 2 (never fewer
+    than 2: epoch 0 is the warm-up)."""
     if shots < 1:
         raise ValueError(f"shots must be at least 1, got {shots}")
     return max(2, epochs // (1 if shots >= 16 else 2 if shots >= 4 else 4))
@@ -91,20 +92,26 @@ def protocol_configs(tuned: dict, datasets_=None, shots=FEW_SHOTS, seeds=protoco
 
 # ----------------------------------------------------------------------------- few-shot learning
 def linear_probe(task) -> dict:
-    """Logistic regression on the frozen image features (CLIP's and CoOp's linear probe),
-    its L2 weight chosen on validation accuracy from PROBE_C (ties: the stronger weight).
-    Returns test accuracy (%) and the chosen C."""
+    """Logistic regression on the frozen image features (CLIP's and
+    CoOp's linear probe), its L2 weight chosen on validation accuracy
+    from PROBE_C (ties: the stronger weight). Returns test accuracy (%)
+    and the chosen C."""
     from sklearn.linear_model import LogisticRegression
 
-    x, y = task.train_features[0].double().numpy(), task.train_labels.numpy()
+    x, y = (task.train_features[0].double().numpy(),
+            task.train_labels.numpy())
     (xv, yv), (xt, yt) = task.val["base"], task.test["base"]
 
     def fit(c):
         return LogisticRegression(C=c, max_iter=2000).fit(x, y)
 
-    scores = {c: fit(c).score(xv.double().numpy(), yv.numpy()) for c in PROBE_C}
+    scores = {c: fit(c).score(xv.double().numpy(), yv.numpy())
+              for c in PROBE_C}
     best = max(PROBE_C, key=lambda c: (round(scores[c], 6), -c))
-    return {"acc": 100.0 * fit(best).score(xt.double().numpy(), yt.numpy()), "C": best}
+    return {
+        "acc": 100.0 * fit(best).score(xt.double().numpy(), yt.numpy()),
+        "C": best,
+    }
 
 
 def few_shot(runner, tuned: dict, datasets_=None, shots=FEW_SHOTS, seeds=protocol.SEEDS,
@@ -246,19 +253,28 @@ def transfer(runner, tuned: dict, sources=None, targets=None, seeds=protocol.SEE
 
 
 # ----------------------------------------------------------------------------- saliency
-def saliency(clip, text_feature: torch.Tensor, images: np.ndarray) -> torch.Tensor:
-    """|d logit / d pixel| summed over colour channels, N x H x W: how much each pixel moves
-    the logit of the class whose text feature is given (one per image, N x E)."""
+def saliency(clip, text_feature: torch.Tensor,
+             images: np.ndarray) -> torch.Tensor:
+    """|d logit / d pixel| summed over colour channels, N x H x W: how
+    much each pixel moves the logit of the class whose text feature is
+    given (one per image, N x E)."""
     x = images_to_tensor(images).to(clip.device).requires_grad_(True)
-    features = F.normalize(clip.model.encode_image(normalise_images(clip, x)).float(), dim=-1)
-    logits = clip.logit_scale * (features * text_feature.to(clip.device)).sum(-1)
+    features = F.normalize(
+        clip.model.encode_image(normalise_images(clip, x)).float(), dim=-1
+    )
+    logits = clip.logit_scale * (
+        features * text_feature.to(clip.device)
+    ).sum(-1)
     (grad,) = torch.autograd.grad(logits.sum(), x)
     return grad.abs().sum(1).cpu()
 
 
 def share_inside(maps: torch.Tensor, masks: np.ndarray) -> torch.Tensor:
-    """Per image: the fraction of a saliency map's mass inside the foreground mask."""
-    inside = (maps * torch.as_tensor(masks, dtype=maps.dtype)).flatten(1).sum(1)
+    """Per image: the fraction of a saliency map's mass inside the
+    foreground mask."""
+    inside = (
+        maps * torch.as_tensor(masks, dtype=maps.dtype)
+    ).flatten(1).sum(1)
     return inside / maps.flatten(1).sum(1).clamp_min(1e-12)
 
 
