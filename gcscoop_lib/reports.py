@@ -246,7 +246,10 @@ def paired_difference(rows: list[dict], a: str, b: str, match: tuple[str, ...], 
     """Method a minus method b on the same task, seed and setting (`match` names the fields that
     pair them, the seed among them): the mean over seeds of the per-seed average difference,
     its std over seeds, and on how many of the paired cells a is ahead, level and behind."""
-    index = {tuple(r[k] for k in match): r[value] for r in rows if r["method"] == b}
+    theirs = [r for r in rows if r["method"] == b]
+    index = {tuple(r[k] for k in match): r[value] for r in theirs}
+    if len(index) < len(theirs):
+        raise ValueError(f"{b}'s rows are not told apart by {', '.join(match)}: pair on more fields")
     diffs = [(r["seed"], r[value] - index[key]) for r in rows if r["method"] == a
              and (key := tuple(r[k] for k in match)) in index]
     if not diffs:

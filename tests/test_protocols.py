@@ -165,6 +165,8 @@ def test_paired_differences_and_tables_read_the_rows():
     diff = reports.paired_difference(rows, "a", "b", ("dataset", "seed", "shots"))
     assert diff["mean"] == pytest.approx(1.0) and (diff["ahead"], diff["behind"], diff["cells"]) == (3, 1, 4)
     assert diff["std"] == pytest.approx(np.std([0.0, 2.0], ddof=1))
+    with pytest.raises(ValueError, match="not told apart by dataset"):
+        reports.paired_difference(rows, "a", "b", ("dataset",))
     table = reports.few_shot_table(rows, ["a", "b"], str.upper)
     assert "| A | 57.5 ± 2.1 |" in table and "| B | 56.5 ± 0.7 |" in table
 
