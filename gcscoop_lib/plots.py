@@ -323,7 +323,7 @@ def drift_curves(histories: dict, colours: dict, title: str = ""):
     tasks: the KL of its new-class predictions to zero-shot's, the cosine of its class text
     features to the hand-written prompt's, and the distance of its context from where it
     started (03_prograd). `histories[label]` is a list of per-epoch histories, one per task."""
-    fig, axes = plt.subplots(1, len(DRIFT_PANELS), figsize=(6.8, 2.6))
+    fig, axes = plt.subplots(1, len(DRIFT_PANELS), figsize=(6.8, 3.0))
     for ax, (key, name) in zip(axes, DRIFT_PANELS):
         for label, runs in histories.items():
             values = np.mean([[row[key] for row in history] for history in runs], axis=0)
@@ -331,8 +331,9 @@ def drift_curves(histories: dict, colours: dict, title: str = ""):
         ax.set_xlabel("epoch")
         ax.set_title(name, fontsize=9)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=9, frameon=False)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False, fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     return fig
