@@ -177,9 +177,10 @@ def cmd_prune(args) -> None:
         print(f"{path}: {dropped} record{'s' * (dropped != 1)} no longer current, dropped")
     dropped = runs.prune_solutions(folder)
     print(f"{folder / 'solutions'}: {dropped} solution{'s' * (dropped != 1)} without a current record, deleted")
-    dropped = protocols.prune(folder, _tuning_for(args))
-    print(f"{folder / protocols.STORE}: {len(dropped)} protocol{'s' * (len(dropped) != 1)} no longer current, "
-          f"dropped{': ' + ', '.join(dropped) if dropped else ''}")
+    if (folder / protocols.STORE).exists():
+        dropped = protocols.prune(folder, _tuning_for(args))
+        print(f"{folder / protocols.STORE}: {len(dropped)} protocol{'s' * (len(dropped) != 1)} no longer current, "
+              f"dropped{': ' + ', '.join(dropped) if dropped else ''}")
 
 
 def cmd_prepare(args) -> None:
@@ -284,6 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("prune", help="drop records the current code and weights would not produce")
     _common(p)
+    p.add_argument("--tuning", type=Path, default=None, help="the tuned recipe the stored protocols were run with "
+                                                           "(default: RESULTS/tuning.json, else the book's)")
     p.set_defaults(func=cmd_prune)
     return parser
 

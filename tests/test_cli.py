@@ -136,3 +136,11 @@ def test_protocol_writes_its_store_and_report_where_it_says(results, capsys):
     stored = json.loads((results / "protocols.json").read_text())
     assert {r["dataset"] for r in stored["saliency"]["rows"]} == {"shapes"}
     assert "share of saliency inside the object" in (results / "protocols.md").read_text()
+
+
+def test_prune_drops_stored_protocols_that_are_no_longer_current(results, capsys):
+    (results / "protocols.json").write_text(json.dumps(
+        {"fewshot": {"stamp": "older", "arguments": {"seeds": [1]}, "rows": []}}))
+    out = cli(capsys, "prune", "--results", str(results))
+    assert out[-1] == f"{results / 'protocols.json'}: 1 protocol no longer current, dropped: fewshot"
+    assert json.loads((results / "protocols.json").read_text()) == {}
