@@ -12,14 +12,16 @@ from .prompts import PromptedClip
 
 @torch.no_grad()
 def loss_along(model: PromptedClip, features: torch.Tensor, labels: torch.Tensor, directions: torch.Tensor,
-               radii: list[float]) -> torch.Tensor:
-    """Training loss at θ + r * |θ| * d for each unit direction d and radius r, θ being the
+               radii: list[float], scale: float | None = None) -> torch.Tensor:
+    """Training loss at θ + r * s * d for each unit direction d and radius r, θ being the
     learned parameters (04_sam).
 
-    Returns directions x radii. Radii are relative to the parameters' norm, so slices of
-    different solutions are comparable.
+    Returns directions x radii. The scale s is the parameters' own norm |θ| unless given: a
+    relative radius probes each solution in proportion to its size, a given s probes every
+    solution at the same absolute distances.
     """
-    scale = torch.cat([p.detach().reshape(-1) for p in model.params]).norm()
+    if scale is None:
+        scale = context_norm(model)
     out = torch.empty(len(directions), len(radii))
     for i, d in enumerate(directions):
         for j, r in enumerate(radii):
@@ -28,16 +30,22 @@ def loss_along(model: PromptedClip, features: torch.Tensor, labels: torch.Tensor
     return out
 
 
+def context_norm(model: PromptedClip) -> float:
+    """The norm of everything a model learns, flattened (04_sam)."""
+    return torch.cat([p.detach().reshape(-1) for p in model.params]).norm().item()
+
+
 def random_directions(count: int, size: int, seed: int = 0) -> torch.Tensor:
     """`count` Gaussian directions in the context's space, the same for every solution (04_sam)."""
     return torch.randn(count, size, generator=torch.Generator().manual_seed(seed))
 
 
 def flatness(model: PromptedClip, features: torch.Tensor, labels: torch.Tensor, directions: torch.Tensor,
-             radii: list[float]) -> dict:
-    """Loss slices around a solution (`loss_along`), the loss at the solution, and how much the
-    loss rises on average at the ends of the slices (04_sam, 05_gcscoop)."""
-    curves = loss_along(model, features, labels, directions.to(features.device), radii).numpy()
+             radii: list[float], scale: float | None = None) -> dict:
+    """Loss slices around a solution (`loss_along`, relative to its own norm unless `scale` is
+    given), the loss at the solution, and how much the loss rises on average at the ends of
+    the slices (04_sam, 05_gcscoop)."""
+    curves = loss_along(model, features, labels, directions.to(features.device), radii, scale).numpy()
     at_solution = float(curves[:, len(radii) // 2].mean())
     return {"curves": curves, "loss": at_solution, "rise": float(curves[:, [0, -1]].mean() - at_solution)}
 

@@ -31,6 +31,21 @@ def test_slice_radii_are_relative_to_the_norm_of_every_learned_parameter(clip, t
     assert theta.norm() > 1.5 * model.learner.ctx.norm()   # the context's norm alone is another radius
 
 
+def test_a_given_scale_probes_every_solution_at_the_same_absolute_distance(clip, task):
+    small = build_model(clip, TrainConfig(dataset="shapes"), task.base_names)
+    large = build_model(clip, TrainConfig(dataset="shapes"), task.base_names)
+    with torch.no_grad():
+        large.learner.ctx.mul_(3.0)
+    assert diagnostics.context_norm(large) == pytest.approx(3 * diagnostics.context_norm(small), rel=1e-6)
+    features, labels = task.train_features[0], task.train_labels
+    direction = torch.randn(1, small.learner.ctx.numel(), generator=torch.Generator().manual_seed(1))
+    for model in (small, large):
+        got = diagnostics.loss_along(model, features, labels, direction, [0.5], scale=0.2)[0, 0].item()
+        with methods.perturbed(model, 0.1 * direction[0] / direction[0].norm()):
+            expected = F.cross_entropy(model.logits(features), labels).item()
+        assert got == pytest.approx(expected, rel=1e-6)
+
+
 def test_flatness_reads_the_loss_at_the_solution_and_its_rise(clip, task):
     model = build_model(clip, TrainConfig(dataset="shapes"), task.base_names)
     directions = diagnostics.random_directions(3, model.learner.ctx.numel())
