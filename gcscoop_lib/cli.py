@@ -4,7 +4,7 @@
     python -m gcscoop_lib train --method gcscoop --dataset fashion --seed 1 [--knob rho=0.1]
     python -m gcscoop_lib tune
     python -m gcscoop_lib benchmark
-    python -m gcscoop_lib protocol fewshot --jobs 2          # also: domains, transfer, saliency, all
+    python -m gcscoop_lib protocol fewshot --jobs 2          # also: domains, transfer, saliency, stopping, all
     python -m gcscoop_lib sweep --methods coop gcscoop --executor local --jobs 2
     python -m gcscoop_lib prepare oxford_pets dtd       # the papers' datasets: what is there, what to fetch
     python -m gcscoop_lib prepare --download dtd        # fetch it with torchvision's downloader
@@ -247,13 +247,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tuning", type=Path, default=None)
     p.add_argument("--force", action="store_true")
     p.set_defaults(func=cmd_benchmark)
-    p = sub.add_parser("protocol", help="few-shot learning, domain shift, cross-task transfer or saliency "
-                                        "on the embedded tasks; writes results/protocols.md")
+    p = sub.add_parser("protocol", help="few-shot learning, domain shift, cross-task transfer, saliency or "
+                                        "stopping by validation on the embedded tasks; writes "
+                                        "results/protocols.md")
     _common(p)
     p.add_argument("name", choices=[*protocols.PROTOCOLS, "all"])
     p.add_argument("--datasets", nargs="+", choices=datasets.dataset_names(),
                    help="tasks (default: all; transfer: the sources and targets)")
-    p.add_argument("--seeds", nargs="+", type=int, help="default: 1 2 3")
+    p.add_argument("--seeds", nargs="+", type=int, help="default: 1 2 3 (stopping: 1 to 10)")
     p.add_argument("--shots", nargs="+", type=int, help="fewshot: shots per class (default: 1 2 4 8 16)")
     p.add_argument("--styles", nargs="+", help=f"domains: styles to evaluate in (default: all of {', '.join(world.STYLES)})")
     p.add_argument("--tuning", type=Path, default=None)

@@ -337,3 +337,31 @@ def drift_curves(histories: dict, colours: dict, title: str = ""):
         fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0.1, 1, 1))
     return fig
+
+
+def stopping_curves(rows: list[dict], entries: list[str], label_of, colour_of, title: str = ""):
+    """Validation H and test H after every epoch, each the H of base and new averaged over the
+    tasks, then averaged over seeds, one line per entry (04_sam: when to stop)."""
+    fig, axes = plt.subplots(1, 2, figsize=(6.8, 3.0), sharey=True)
+    for ax, split in zip(axes, ("val", "test")):
+        for entry in entries:
+            runs = [r for r in rows if r["method"] == entry]
+            per_seed = []
+            for seed in sorted({r["seed"] for r in runs}):
+                mine = [r for r in runs if r["seed"] == seed]
+                base = np.mean([r[f"{split}_base"] for r in mine], axis=0)
+                new = np.mean([r[f"{split}_new"] for r in mine], axis=0)
+                per_seed.append(2 * base * new / (base + new))
+            curve = np.mean(per_seed, axis=0)
+            ax.plot(np.arange(1, len(curve) + 1), curve, color=colour_of(entry), label=label_of(entry),
+                    linewidth=1.6)
+        ax.set_xlabel("epoch")
+        ax.set_title({"val": "validation H", "test": "test H"}[split], fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("H (%)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False, fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    return fig

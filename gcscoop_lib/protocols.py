@@ -7,7 +7,9 @@ embedded world (06_protocols).
   other styles (ImageNet -> V2 / Sketch / A / R);
 - transfer: a 16-shot solution of one task evaluated on every other task with its own class
   names (CoCoOp's cross-dataset table);
-- saliency: the share of |d logit / d pixel| that falls inside the object's mask.
+- saliency: the share of |d logit / d pixel| that falls inside the object's mask;
+- stopping: base-to-new runs traced epoch by epoch, to stop them by a validation rule
+  (04_sam).
 
 Each returns rows (one per method, task, seed and setting) that are stored in
 results/protocols.json under a stamp of this code and of the runs it read; a stale or
@@ -25,8 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import datasets, methods, protocol, records, world
-from .evaluation import accuracy
+from . import datasets, methods, protocol, records, training, world
+from .evaluation import accuracy, harmonic_mean
 from .features import cached_features, normalise_images
 from .imagesets import ImageSet, images_to_tensor
 from .prompts import zero_shot_weights
@@ -41,6 +43,9 @@ PROBE_C = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)   # the linear probe's 
 TARGET_IMAGES_PER_CLASS = 50   # test images per class that the domain and transfer targets use
 SALIENCY_METHODS = ("zeroshot", "coop", "prograd", "kgcoop", "sam", "gcscoop")
 SALIENCY_IMAGES_PER_CLASS = 20
+STOPPING_METHODS = ("coop", "kgcoop", "sam", "gcscoop")
+STOPPING_SEEDS = tuple(range(1, 11))
+STOPPING_RULES = ("last", "val_H", "val_base")
 STORE = "protocols.json"
 
 
@@ -346,8 +351,77 @@ def prompt_text_features(runner, tuned: dict, entry: str, dataset: str, seed: in
         return model.text_features()
 
 
+# ----------------------------------------------------------------------------- stopping
+def epoch_curve(runner, tuned: dict, method: str, dataset: str, seed: int) -> dict:
+    """A base-to-new run traced epoch by epoch (04_sam): validation and test accuracy of both
+    halves after every epoch. Same seed, same batches, same steps as the run's record."""
+    config = base_to_new_config(method, dataset, seed, tuned)
+    run, clip, task = config.resolve(), runner.clip(config), runner.task(config)
+    torch.manual_seed(config.seed)
+    model = training.build_model(clip, run, task.base_names, task.template)
+    halves = {"base": model, "new": model.for_classes(task.new_names)}
+    curve = {f"{split}_{half}": [] for split in ("val", "test") for half in halves}
+
+    def batch_at(view, idx):
+        return methods.Batch(task.train_features[view, idx].to(clip.device), task.train_labels[idx].to(clip.device))
+
+    def after_epoch(row):
+        for split in ("val", "test"):
+            for half, prompted in halves.items():
+                curve[f"{split}_{half}"].append(round(accuracy(prompted, *getattr(task, split)[half]), 4))
+
+    training.fit(model, run, task.train_features.shape[0], len(task.train_labels), batch_at, after_epoch)
+    return {"method": method, "dataset": dataset, "seed": seed, **curve}
+
+
+def stopping(runner, tuned: dict, datasets_=None, seeds=STOPPING_SEEDS, entries=STOPPING_METHODS) -> list[dict]:
+    """Every entry's base-to-new runs on CoOp's partition, traced epoch by epoch (04_sam)."""
+    return [epoch_curve(runner, tuned, e, d, s) for e in entries for d in check_tasks(datasets_) for s in seeds]
+
+
+def stopped_at(curve: dict, rule: str) -> int:
+    """The epoch (from 0) a stopping rule picks (04_sam): the last one, or
+    the first with the best validation H of both halves ("val_H") or of
+    the base classes alone ("val_base"). The first, because a checkpoint
+    is kept only when validation strictly improves."""
+    if rule not in STOPPING_RULES:
+        raise ValueError(f"unknown stopping rule {rule!r}: "
+                         f"choose one of {list(STOPPING_RULES)}")
+    if rule == "last":
+        return len(curve["test_base"]) - 1
+    if rule == "val_base":
+        return int(np.argmax(curve["val_base"]))
+    return int(np.argmax([harmonic_mean(b, n) for b, n
+                          in zip(curve["val_base"], curve["val_new"])]))
+
+
+def stopped(rows: list[dict], rule: str) -> list[dict]:
+    """Each traced run's test scores at the epoch a rule picks, as records (04_sam)."""
+    out = []
+    for r in rows:
+        e = stopped_at(r, rule)
+        base, new = r["test_base"][e], r["test_new"][e]
+        out.append({"method": r["method"], "dataset": r["dataset"], "seed": r["seed"], "epoch": e + 1,
+                    "base": base, "new": new, "H": harmonic_mean(base, new)})
+    return out
+
+
+def stopping_difference(rows: list[dict], a: tuple[str, str], b: tuple[str, str], dataset: str | None = None,
+                        metric: str = "H") -> dict:
+    """(method, rule) a minus (method, rule) b, paired by seed over the tasks (or on one
+    `dataset`): reports.paired_interval of the test scores each rule picks (04_sam)."""
+    from . import reports
+
+    def runs(method, rule):
+        kept = [r for r in rows if r["method"] == method and dataset in (None, r["dataset"])]
+        return [dict(r, method=(method, rule)) for r in stopped(kept, rule)]
+
+    return reports.paired_interval(runs(*a) + runs(*b), a, b, metric)
+
+
 # ----------------------------------------------------------------------------- stored results
-PROTOCOLS = {"fewshot": few_shot, "domains": domains, "transfer": transfer, "saliency": saliency_shares}
+PROTOCOLS = {"fewshot": few_shot, "domains": domains, "transfer": transfer, "saliency": saliency_shares,
+             "stopping": stopping}
 
 
 def protocol_stamp(name: str, tuned: dict, arguments: dict) -> str:
@@ -377,10 +451,7 @@ def results(name: str, runner, tuned: dict, **arguments) -> list[dict]:
     path = runner.dir / STORE
     content = read_store(path)
     content[name] = {"stamp": stamp, "arguments": arguments, "rows": rows}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(content, indent=1, sort_keys=True, default=list) + "\n")
-    tmp.replace(path)
+    write_store(path, content)
     return rows
 
 
@@ -404,6 +475,16 @@ def read_store(path: Path) -> dict:
                          "the protocols again") from None
 
 
+def write_store(path: Path, content: dict) -> None:
+    """Store the protocols' rows in one rename (never half-written), one protocol a line."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [f"{json.dumps(name)}: {json.dumps(content[name], sort_keys=True, default=list)}"
+             for name in sorted(content)]
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text("{\n" + ",\n".join(lines) + "\n}\n")
+    tmp.replace(path)
+
+
 def prune(folder, tuned: dict) -> list[str]:
     """Drop the protocols stored in a results folder whose stamp is no longer current; returns
     their names."""
@@ -412,10 +493,7 @@ def prune(folder, tuned: dict) -> list[str]:
     dropped = sorted(name for name, entry in content.items()
                      if name not in PROTOCOLS or entry.get("stamp") != protocol_stamp(name, tuned, entry["arguments"]))
     if dropped:
-        kept = {name: entry for name, entry in content.items() if name not in dropped}
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(kept, indent=1, sort_keys=True) + "\n")
-        tmp.replace(path)
+        write_store(path, {name: entry for name, entry in content.items() if name not in dropped})
     return dropped
 
 
@@ -424,14 +502,16 @@ def arguments(name: str, datasets_=None, seeds=None, shots=None, styles=None) ->
     given = {"fewshot": {"datasets_": datasets_, "seeds": seeds, "shots": shots},
              "domains": {"datasets_": datasets_, "seeds": seeds, "styles": styles},
              "transfer": {"sources": datasets_, "targets": datasets_, "seeds": seeds},
-             "saliency": {"datasets_": datasets_, "seeds": seeds}}[name]
+             "saliency": {"datasets_": datasets_, "seeds": seeds},
+             "stopping": {"datasets_": datasets_, "seeds": seeds}}[name]
     return {k: list(v) for k, v in given.items() if v is not None}
 
 
 TITLES = {"fewshot": "Few-shot learning: accuracy over all classes",
           "domains": "Domain generalisation: 16 shots in the task's own style, tested in the others",
           "transfer": "Cross-task transfer: 16 shots on one task, tested on the others",
-          "saliency": "Where the prompt makes CLIP look: share of saliency inside the object (%)"}
+          "saliency": "Where the prompt makes CLIP look: share of saliency inside the object (%)",
+          "stopping": "Base-to-new, stopped by a validation rule: H at the epoch each rule picks"}
 
 
 def table(name: str, rows: list[dict]) -> str:
@@ -439,6 +519,8 @@ def table(name: str, rows: list[dict]) -> str:
     from . import reports
 
     present = list(dict.fromkeys(r["method"] for r in rows))
+    if name == "stopping":
+        return reports.stopping_table({rule: stopped(rows, rule) for rule in STOPPING_RULES}, present, label)
     return {"fewshot": reports.few_shot_table, "domains": reports.domains_table,
             "transfer": reports.transfer_table, "saliency": reports.saliency_table}[name](rows, present, label)
 

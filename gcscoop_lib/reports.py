@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import numbers
+import statistics
 from collections import defaultdict
 from pathlib import Path
 from typing import NamedTuple
@@ -318,6 +319,22 @@ def saliency_table(rows: list[dict], entries: list[str], label_of) -> str:
     return markdown(["", *tasks, "average"], body)
 
 
+def stopping_table(by_rule: dict, entries: list[str], label_of) -> str:
+    """H averaged over the tasks (mean ± std over seeds) at the epoch each stopping rule picks,
+    with the median epoch it picks, per entry (04_sam)."""
+    names = {"last": "last epoch", "val_H": "best validation H", "val_base": "best validation base"}
+    tables = {rule: summarise(records) for rule, records in by_rule.items()}
+    body = []
+    for e in entries:
+        cells = []
+        for rule, records in by_rule.items():
+            epochs = [r["epoch"] for r in records if r["method"] == e]
+            h = tables[rule][e]["average"]["H"]
+            cells.append(f"{mean_pm_std(*h)} (epoch {statistics.median_low(epochs)})")
+        body.append([label_of(e)] + cells)
+    return markdown(["method"] + [names.get(rule, rule) for rule in by_rule], body)
+
+
 def paired_table(rows: list[dict], pairs: list[tuple[str, str]], setting: str, match: tuple[str, ...], label_of,
                  value: str = "acc", heading=str) -> str:
     """Paired differences a − b per value of `setting` (shots, say): mean ± std over seeds of
@@ -364,9 +381,16 @@ def paired_interval(records: list[dict], a: str, b: str, metric: str = "H", leve
             "seeds": len(diffs)}
 
 
+def signed(value: float) -> str:
+    """A difference with its sign and one decimal; one that rounds to zero is '0.0', never
+    '-0.0'."""
+    text = f"{value:+.1f}"
+    return "0.0" if text in ("+0.0", "-0.0") else text
+
+
 def interval_cell(d: dict) -> str:
-    """'+0.3 [−0.2, +0.8], 7/10': a paired difference, its interval and the seeds ahead."""
-    return f"{d['mean']:+.1f} [{d['low']:+.1f}, {d['high']:+.1f}], {d['ahead']}/{d['seeds']}"
+    """'+0.3 [-0.2, +0.8], 7/10': a paired difference, its interval and the seeds ahead."""
+    return f"{signed(d['mean'])} [{signed(d['low'])}, {signed(d['high'])}], {d['ahead']}/{d['seeds']}"
 
 
 def transfer_change(rows: list[dict], entry: str) -> tuple[list[str], list[list[float]]]:

@@ -199,3 +199,30 @@ def test_the_command_line_refuses_another_clip(capsys):
     assert protocols.arguments("transfer", ["digits"], [1]) == {"sources": ["digits"], "targets": ["digits"],
                                                                  "seeds": [1]}
     assert protocols.arguments("fewshot") == {}
+
+
+def test_a_traced_run_takes_the_steps_of_its_record(clip, task):
+    tuned = {"recipe": {"lr": 0.01, "epochs": 4, "batch_size": 8}, "knobs": {}}
+    runner = types.SimpleNamespace(clip=lambda config: clip, task=lambda config: task)
+    curve = protocols.epoch_curve(runner, tuned, "coop", "shapes", 1)
+    assert all(len(v) == 4 for k, v in curve.items() if k.startswith(("val", "test")))
+    result = training.train(protocols.base_to_new_config("coop", "shapes", 1, tuned), clip, task)
+    from gcscoop_lib.evaluation import evaluate_prompt
+    scores = evaluate_prompt(result.model, task)
+    assert (curve["test_base"][-1], curve["test_new"][-1]) == pytest.approx((scores["base"], scores["new"]), abs=1e-4)
+    assert curve["val_base"] != curve["test_base"]
+
+
+def test_stopping_rules_pick_the_first_best_validation_epoch():
+    curve = {"method": "coop", "dataset": "x", "seed": 1, "val_base": [50.0, 80.0, 90.0, 90.0],
+             "val_new": [70.0, 80.0, 60.0, 60.0], "test_base": [51.0, 79.0, 88.0, 91.0],
+             "test_new": [69.0, 78.0, 61.0, 59.0]}
+    assert [protocols.stopped_at(curve, rule) for rule in protocols.STOPPING_RULES] == [3, 1, 2]
+    (record,) = protocols.stopped([curve], "val_H")
+    assert (record["epoch"], record["base"], record["new"]) == (2, 79.0, 78.0)
+    with pytest.raises(ValueError, match="unknown stopping rule 'best'"):
+        protocols.stopped_at(curve, "best")
+    other = dict(curve, method="sam", test_new=[69.0, 80.0, 63.0, 61.0])
+    d = protocols.stopping_difference([curve, dict(curve, seed=2), other, dict(other, seed=2)],
+                                      ("sam", "val_H"), ("coop", "val_H"), metric="new")
+    assert (d["mean"], d["ahead"], d["seeds"]) == (pytest.approx(2.0), 2, 2)

@@ -97,3 +97,9 @@ def test_paired_intervals_pair_the_papers_average_by_seed():
     assert reports.interval_cell(d) == f"+1.0 [{1 - half:+.1f}, {1 + half:+.1f}], 2/3"
     with pytest.raises(ValueError, match="at least two seeds"):
         reports.paired_interval(records[:1] + records[6:7], "a", "b")
+
+
+def test_a_difference_that_rounds_to_zero_has_no_sign():
+    assert [reports.signed(x) for x in (-0.04, 0.04, 0.0, -0.06, 1.25)] == ["0.0", "0.0", "0.0", "-0.1", "+1.2"]
+    assert reports.interval_cell({"mean": 1.4, "low": -0.04, "high": 2.9, "ahead": 8, "seeds": 10}) \
+        == "+1.4 [0.0, +2.9], 8/10"
