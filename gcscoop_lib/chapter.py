@@ -155,15 +155,20 @@ class Chapter:
         config = settings.current()
         return Runner(config.results, self.runner.device), load_tuning(config.book_results / "tuning.json")
 
-    def protocol(self, name: str, **arguments) -> list[dict]:
+    def protocol(self, name: str, book_settings: bool = False, **arguments) -> list[dict]:
         """A protocol's rows (06_protocols), stored or computed now. Few-shot learning runs on the
-        profile's datasets and CLIP; domain shift, transfer and saliency need the embedded world's
-        styles, tasks and object masks, and run on it under either profile."""
+        profile's datasets and CLIP; domain shift, transfer, saliency and stopping need the
+        embedded world's styles, tasks and object masks, and run on it under either profile.
+        book_settings=True keeps the book's tuned recipe and knobs whatever this chapter sets (04_sam:
+        a reader's ρ would otherwise retrace all 200 runs of the stopping protocol)."""
         if name == "fewshot" and self.profile == "paper":
             arguments = {"datasets_": self.datasets, "model": self.model, "pretrained": self.pretrained,
                          **arguments}
             return protocols.results(name, self.runner, {"recipe": self.recipe, "knobs": self.knobs}, **arguments)
-        return protocols.results(name, *self.world(), **arguments)
+        runner, tuned = self.world()
+        if book_settings:
+            tuned = load_tuning(settings.current().book_results / "tuning.json")
+        return protocols.results(name, runner, tuned, **arguments)
 
     def knob(self, method: str, name: str):
         """The value of a method's knob in this chapter (the tuned one, the reader's, or the default)."""
