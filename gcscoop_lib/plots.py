@@ -318,6 +318,16 @@ DRIFT_PANELS = (("kl", "KL to zero-shot, new classes"), ("text_cos", "cos to han
                 ("distance", "‖θ − θ₀‖"))
 
 
+def _legend_below(fig, ax, title: str = ""):
+    """One legend for a row of panels, below them, from the lines of `ax`, and the title above."""
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False, fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    return fig
+
+
 def drift_curves(histories: dict, colours: dict, title: str = ""):
     """How far each method's prompt drifts from zero-shot CLIP over training, averaged over
     tasks: the KL of its new-class predictions to zero-shot's, the cosine of its class text
@@ -331,12 +341,7 @@ def drift_curves(histories: dict, colours: dict, title: str = ""):
         ax.set_xlabel("epoch")
         ax.set_title(name, fontsize=9)
         ax.grid(alpha=0.3)
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False, fontsize=9)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
-    return fig
+    return _legend_below(fig, axes[0], title)
 
 
 def stopping_curves(rows: list[dict], entries: list[str], label_of, colour_of, title: str = ""):
@@ -359,9 +364,4 @@ def stopping_curves(rows: list[dict], entries: list[str], label_of, colour_of, t
         ax.set_title({"val": "validation H", "test": "test H"}[split], fontsize=9)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("H (%)")
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False, fontsize=9)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
-    return fig
+    return _legend_below(fig, axes[0], title)
