@@ -40,7 +40,7 @@ TEN_SEEDS := 1 2 3 4 5 6 7 8 9 10
 SEEDED := zeroshot coop prograd kgcoop sam gcscoop
 
 benchmark: install data
-	@[ -f results/tuning.json ] || $(BIN)/python -m gcscoop_lib tune --results results
+	$(BIN)/python -m gcscoop_lib tune --results results --if-stale
 	$(BIN)/python -m gcscoop_lib benchmark --results results --jobs 2
 	$(BIN)/python -m gcscoop_lib benchmark --results results --jobs 2 --name benchmark_10_seeds --seeds $(TEN_SEEDS) --methods $(SEEDED)
 	$(BIN)/python -m gcscoop_lib benchmark --results results --jobs 2 --name benchmark_reversed --partition reversed --seeds $(TEN_SEEDS) --methods $(SEEDED)

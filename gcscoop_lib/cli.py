@@ -8,7 +8,7 @@
     python -m gcscoop_lib sweep --methods coop gcscoop --executor local --jobs 2
     python -m gcscoop_lib prepare oxford_pets dtd       # the papers' datasets: what is there, what to fetch
     python -m gcscoop_lib prepare --download dtd        # fetch it with torchvision's downloader
-    python -m gcscoop_lib prune                          # drop run records that the current code would not produce
+    python -m gcscoop_lib prune [--dry-run]              # drop (or list) what the current units would not produce
 
 Every command writes to --results (default $GCSCOOP_RESULTS, else ~/gcscoop_runs) and says
 where; the book's own records are read, never written, unless --results names their folder.
@@ -21,8 +21,8 @@ import sys
 import time
 from pathlib import Path
 
-from . import (datasets, evaluation, methods, paper_data, protocol, protocols, reports, runs, settings, sweeps,
-               tuning, world)
+from . import (datasets, evaluation, methods, paper_data, protocol, protocols, reports, runs, settings, staleness,
+               sweeps, tuning, world)
 from .prompts import ENSEMBLE_TEMPLATES
 from .training import TrainConfig
 
@@ -94,8 +94,14 @@ def cmd_train(args) -> None:
 
 def cmd_tune(args) -> None:
     runner = runs.Runner(args.results, args.device, records_file="tuning_runs.jsonl")
-    tuned = tuning.tune(args.datasets, runner, log=lambda line: print(line, flush=True))
     out = runner.dir / "tuning.json"
+    if args.if_stale and out.exists():
+        stale = tuning.stale_choices(tuning.load_tuning(out))
+        if not stale:
+            print(f"{out}: every choice is current, nothing to tune")
+            return
+        print(f"{out}: {', '.join(stale)} no longer current: tuning again (current runs are loaded, not redone)")
+    tuned = tuning.tune(args.datasets, runner, log=lambda line: print(line, flush=True))
     out.write_text(json.dumps(tuned, indent=2) + "\n")
     runner.prune()
     print(f"recipe {tuned['recipe']}; knobs {tuned['knobs']} -> {out} (runs in {runner.path})")
@@ -172,15 +178,26 @@ def cmd_sweep(args) -> None:
 
 def cmd_prune(args) -> None:
     folder = Path(settings.pick(args.results, "results"))
+    tuned = _tuning_for(args) if (folder / protocols.STORE).exists() else None
+    if args.dry_run:
+        print(f"what {folder} would recompute now, by the change that makes it stale (nothing is changed):")
+        for line in staleness.explain(staleness.stale_results(folder, tuned)):
+            print(line)
+        return
     for path in sorted(folder.glob("*.jsonl")):
         dropped = runs.Runner(folder, args.device, path.name).prune()
         print(f"{path}: {dropped} record{'s' * (dropped != 1)} no longer current, dropped")
     dropped = runs.prune_solutions(folder)
     print(f"{folder / 'solutions'}: {dropped} solution{'s' * (dropped != 1)} without a current record, deleted")
-    if (folder / protocols.STORE).exists():
-        dropped = protocols.prune(folder, _tuning_for(args))
+    if tuned is not None:
+        dropped = protocols.prune(folder, tuned)
         print(f"{folder / protocols.STORE}: {len(dropped)} protocol{'s' * (len(dropped) != 1)} no longer current, "
               f"dropped{': ' + ', '.join(dropped) if dropped else ''}")
+    if (folder / "tuning.json").exists():
+        stale = tuning.stale_choices(tuning.load_tuning(folder / "tuning.json"))
+        if stale:
+            print(f"{folder / 'tuning.json'}: {', '.join(stale)} no longer current (kept): "
+                  f"`python -m gcscoop_lib tune --results {folder} --if-stale` chooses them again")
 
 
 def cmd_prepare(args) -> None:
@@ -233,6 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tune", help="choose the recipe (CoOp base val) and each method's knob (val H)")
     _common(p)
     p.add_argument("--datasets", nargs="+", default=datasets.dataset_names(), choices=datasets.dataset_names())
+    p.add_argument("--if-stale", action="store_true", help="tune only when RESULTS/tuning.json is missing or a "
+                                                         "choice in it is no longer current")
     p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("benchmark", help="every dataset x method x seed; writes results/benchmark.md")
@@ -288,6 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--tuning", type=Path, default=None, help="the tuned recipe the stored protocols were run with "
                                                            "(default: RESULTS/tuning.json, else the book's)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="list what is stale, grouped by the change that caused it, with its CPU seconds; change nothing")
     p.set_defaults(func=cmd_prune)
     return parser
 

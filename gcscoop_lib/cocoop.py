@@ -2,10 +2,10 @@
 image's feature into a shift that is added to every context vector, so each image gets its
 own prompts for all the classes; the meta-network learns together with the context.
 
-Encoding B images' prompts for K classes is B x K prompts, in one batched call. Each image's
-prompts share their first positions (the start token and the image's context), so those are
-encoded once per image, as TextEncoder does for one prompt set; positions after the last
-end-of-text token are dropped as there.
+Encoding B images' prompts for K classes is B x K prompts, in one batched call of the text
+encoder (prompts.TextEncoder): each image's prompts share their first positions (the start
+token and the image's context), so those are encoded once per image, and positions after
+the last end-of-text token are dropped, as for one prompt set.
 """
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ class CoCoOpModel(PromptedClip):
     name. Holds no class-level text features (each image has its own)."""
 
     text_features = None      # per image, not per class: see logits
+    UNIT, VERSION = "cocoop", 1   # bump when the meta-network or the per-image prompts change (stamps)
     image_chunk = 256         # images whose prompts are encoded at once (memory, not results)
 
     def __init__(self, clip: Clip, learner: PromptLearner, template: str = SINGLE_TEMPLATE,
@@ -66,8 +67,7 @@ class CoCoOpModel(PromptedClip):
         """Normalised class features of each image's prompts, B x K x E."""
         tokens = self.learner.token_ids()
         with autocast(self.clip.device):
-            features = encode_groups(self.text_encoder, self.image_prompts(image_features), tokens,
-                                     self.learner.shared)
+            features = self.text_encoder(self.image_prompts(image_features), tokens, self.learner.shared)
         return F.normalize(features.float(), dim=-1)
 
     def logits(self, image_features: torch.Tensor,
@@ -103,45 +103,3 @@ def build(clip: Clip, config, classnames: list[str], template: str = SINGLE_TEMP
     learner = PromptLearner(clip, classnames, config.n_ctx, config.ctx_init, config.position,
                             config.class_specific, seed=config.seed)
     return CoCoOpModel(clip, learner, template)
-
-
-def encode_groups(encoder, embeddings: torch.Tensor, tokens: torch.Tensor, shared: int) -> torch.Tensor:
-    """B groups of K prompts, B x K x L x W embeddings, through the text encoder at once -> B x K x E.
-
-    The first `shared` positions of a group are the same in its K prompts (and, the
-    transformer being causal, so are their states), so each group stores them once: rows
-    [shared prefix, rest of prompt 1, ..., rest of prompt K], as TextEncoder.encode does
-    for a single group.
-    """
-    if encoder.reference:
-        b, k = embeddings.shape[:2]
-        return encoder(embeddings.flatten(0, 1), tokens.repeat(b, 1)).view(b, k, -1)
-    eot = tokens.argmax(dim=-1)
-    length = int(eot.max()) + 1
-    shared = min(shared, int(eot.min()))
-    x = embeddings[:, :, :length] + encoder.positional_embedding[:length].to(embeddings.dtype)
-    b, k, _, width = x.shape
-    rows = torch.cat([x[:, 0, :shared], x[:, :, shared:].reshape(b, -1, width)], dim=1)
-    eot_rows = shared + torch.arange(k, device=x.device) * (length - shared) + eot - shared
-    blocks = encoder.transformer.resblocks
-    for i, block in enumerate(blocks):
-        out = attend_groups(block.attn, block.ln_1(rows), k, shared)
-        if i < len(blocks) - 1:
-            out = torch.cat([out[:, 0, :shared], out[:, :, shared:].reshape(b, -1, width)], dim=1)
-        else:
-            out, rows = out[:, torch.arange(k, device=x.device), eot], rows[:, eot_rows]
-        rows = rows + block.ls_1(F.linear(out, block.attn.out_proj.weight, block.attn.out_proj.bias))
-        rows = rows + block.ls_2(block.mlp(block.ln_2(rows)))
-    return encoder.project(encoder.ln_final(rows))
-
-
-def attend_groups(attn: nn.MultiheadAttention, rows: torch.Tensor, k: int, shared: int) -> torch.Tensor:
-    """Causal self-attention of B groups of K prompts stored as rows (B x R x D) -> B x K x L x D."""
-    b = len(rows)
-    qkv = F.linear(rows, attn.in_proj_weight, attn.in_proj_bias)
-    qkv = torch.cat([qkv[:, None, :shared].expand(-1, k, -1, -1), qkv[:, shared:].view(b, k, -1, qkv.shape[-1])],
-                    dim=2)
-    length = qkv.shape[2]
-    q, key, value = qkv.view(b * k, length, 3, attn.num_heads, -1).permute(2, 0, 3, 1, 4)
-    out = F.scaled_dot_product_attention(q, key, value, is_causal=True)
-    return out.transpose(1, 2).reshape(b, k, length, -1)

@@ -9,6 +9,10 @@ import torch.nn.functional as F
 from .methods import perturbed
 from .prompts import PromptedClip
 
+# Bump when what a tracked run records per epoch changes (gcscoop_lib.stamps).
+# 2: validation accuracies of both halves as well (the stopping rules read them).
+VERSION = 2
+
 
 @torch.no_grad()
 def loss_along(model: PromptedClip, features: torch.Tensor, labels: torch.Tensor, directions: torch.Tensor,

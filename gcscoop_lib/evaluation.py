@@ -6,6 +6,9 @@ import torch
 from .models import Clip
 from .prompts import SINGLE_TEMPLATE, PromptedClip, zero_shot_weights
 
+# Bump when what a score means changes (gcscoop_lib.stamps).
+VERSION = 1
+
 
 def harmonic_mean(base: float, new: float) -> float:
     """H = 2BN / (B + N): high only when both base and new accuracy are high."""

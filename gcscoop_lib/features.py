@@ -11,6 +11,9 @@ from . import settings
 from .imagesets import images_to_tensor
 from .models import Clip
 
+# Bump when the features or the augmented views change (gcscoop_lib.stamps); it keys the cache too.
+VERSION = 1
+
 
 def normalise_images(clip: Clip, images: torch.Tensor) -> torch.Tensor:
     """float N x 3 x H x W in [0, 1] -> the model's input size and normalisation."""
@@ -67,7 +70,7 @@ def cached_features(clip: Clip, images, views: int = 1, seed: int = 0) -> torch.
 
     images is an ImageSet or FileImageSet: its fingerprint() keys the cache.
     """
-    full_key = f"{clip.fingerprint}_{images.fingerprint()}_v{views}_s{seed}"
+    full_key = f"{clip.fingerprint}_{images.fingerprint()}_v{views}_s{seed}_f{VERSION}"
     if full_key in _FEATURE_MEMO:
         return _FEATURE_MEMO[full_key]
     path = settings.current().cache / f"{full_key}.pt"

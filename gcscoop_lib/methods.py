@@ -191,12 +191,21 @@ class SamKnobs:
             raise ValueError(f"rho must be >= 0, got {self.rho}")
 
 
+def sam_gradient(model, batch: Batch, rho: float, loss_fn=loss_and_grad
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """SAM's two passes on any loss (04_sam): the loss and its gradient g at
+    the context, then the gradient at the worst nearby context, rho along g.
+    loss_fn(model, batch) gives (loss, flat gradient)."""
+    loss, grad = loss_fn(model, batch)
+    with perturbed(model, sam_epsilon(grad, rho)):
+        _, g_sam = loss_fn(model, batch)
+    return loss, grad, g_sam
+
+
 def sam_update(model, batch: Batch, knobs: SamKnobs) -> Step:
     """SAM-CoOp: the gradient at the worst nearby context, applied at the
     current one."""
-    loss, g_erm = loss_and_grad(model, batch)
-    with perturbed(model, sam_epsilon(g_erm, knobs.rho)):
-        _, g_sam = loss_and_grad(model, batch)
+    loss, _, g_sam = sam_gradient(model, batch, knobs.rho)
     return Step(loss, g_sam)
 
 
@@ -234,9 +243,7 @@ def constrain_sam_gradient(g_sam: torch.Tensor, g_erm: torch.Tensor,
 def gcscoop_update(model, batch: Batch, knobs: GcsCoOpKnobs) -> Step:
     """GCSCoOp: the SAM gradient, constrained by its agreement with the
     ERM gradient."""
-    loss, g_erm = loss_and_grad(model, batch)
-    with perturbed(model, sam_epsilon(g_erm, knobs.rho)):
-        _, g_sam = loss_and_grad(model, batch)
+    loss, g_erm, g_sam = sam_gradient(model, batch, knobs.rho)
     grad, regime, cos = constrain_sam_gradient(g_sam, g_erm, knobs.beta_low,
                                                knobs.beta_up)
     return Step(loss, grad, {"regime": regime, "cos": cos})
@@ -256,6 +263,8 @@ class Method:
     grid: dict = field(default_factory=dict)   # knob -> validation grid
     build: Callable = prompts.prompted_clip    # (clip, config, classnames,
     #                                             template) -> PromptModel
+    version: int = 1                # bump when its update or knobs change
+    #                                 what they compute (gcscoop_lib.stamps)
 
     @property
     def trains(self) -> bool:

@@ -13,6 +13,10 @@ from . import settings
 from .devices import autocast
 from .models import Clip
 
+# The text side's version (this module: zero-shot weights, PromptLearner, TextEncoder, PromptedClip);
+# bump it when what they compute changes (gcscoop_lib.stamps).
+VERSION = 1
+
 SINGLE_TEMPLATE = "a photo of a {}."
 # The embedded world's ensemble: wordings its web used, and the styles it knows.
 ENSEMBLE_TEMPLATES = ["a photo of a {}.", "a picture of a {}.", "an image of a {}.", "a {}.",
@@ -78,36 +82,46 @@ class TextEncoder(nn.Module):
 
     def forward(self, embeddings: torch.Tensor, tokens: torch.Tensor,
                 shared: int = 0) -> torch.Tensor:
+        """K x L x D prompt embeddings -> K x E features; or B groups of
+        the K prompts, B x K x L x D (CoCoOp's per-image prompts) -> B x K x E."""
+        grouped = embeddings.dim() == 4
+        x = embeddings if grouped else embeddings[None]
         eot = tokens.argmax(dim=-1)
         if self.reference:
-            x = embeddings + self.positional_embedding.to(embeddings.dtype)
+            b, k = x.shape[:2]
+            x = x.flatten(0, 1) + self.positional_embedding.to(x.dtype)
             x = self.transformer(x, attn_mask=self.attn_mask)
-            return self.project(self.ln_final(
-                x[torch.arange(len(x), device=x.device), eot]))
-        length = int(eot.max()) + 1
-        shared = min(shared, int(eot.min()))
-        x = (embeddings[:, :length]
-             + self.positional_embedding[:length].to(embeddings.dtype))
-        return self.encode(x, eot, shared)
+            out = self.project(self.ln_final(
+                x[torch.arange(len(x), device=x.device), eot.repeat(b)]))
+            out = out.view(b, k, -1)
+        else:
+            length = int(eot.max()) + 1
+            shared = min(shared, int(eot.min()))
+            out = self.encode(x[:, :, :length] + self.positional_embedding[:length].to(x.dtype), eot, shared)
+        return out if grouped else out[0]
 
     def encode(self, x: torch.Tensor, eot: torch.Tensor,
                shared: int) -> torch.Tensor:
-        """K x L x D prompt states -> K x E features, the shared prefix
-        encoded once."""
-        k, length, width = x.shape
-        # the shared prefix once, then the rest of each class's prompt
-        rows = torch.cat([x[0, :shared], x[:, shared:].reshape(-1, width)])
-        # where each prompt's end-of-text position sits in rows
+        """B x K x L x D prompt states -> B x K x E features, each group's
+        shared prefix encoded once: a group is stored as the rows
+        [shared prefix, rest of prompt 1, ..., rest of prompt K]."""
+        b, k, length, width = x.shape
+
+        def as_rows(states):   # B x K x L x D -> B x R x D
+            return torch.cat([states[:, 0, :shared],
+                              states[:, :, shared:].reshape(b, -1, width)], dim=1)
+
+        rows = as_rows(x)
+        # where each prompt's end-of-text position sits in its group's rows
         eot_rows = torch.arange(k, device=x.device) * (length - shared) + eot
         blocks = self.transformer.resblocks
         for i, block in enumerate(blocks):
             out = self.attend(block.attn, block.ln_1(rows), k, shared)
             if i < len(blocks) - 1:
-                out = torch.cat([out[0, :shared],
-                                 out[:, shared:].reshape(-1, width)])
-            else:
-                out, rows = (out[torch.arange(k, device=x.device), eot],
-                             rows[eot_rows])
+                out = as_rows(out)
+            else:   # only the end-of-text states are read: the last block runs on those alone
+                out, rows = (out[:, torch.arange(k, device=x.device), eot],
+                             rows[:, eot_rows])
             rows = rows + block.ls_1(F.linear(
                 out, block.attn.out_proj.weight, block.attn.out_proj.bias))
             rows = rows + block.ls_2(block.mlp(block.ln_2(rows)))
@@ -115,12 +129,15 @@ class TextEncoder(nn.Module):
 
     @staticmethod
     def attend(attn: nn.MultiheadAttention, rows: torch.Tensor, k: int, shared: int) -> torch.Tensor:
-        """Causal self-attention of K prompts stored as [shared prefix, rest of prompt 1, ...] -> K x L x D."""
+        """Causal self-attention of B groups of K prompts stored as rows, B x R x D -> B x K x L x D."""
+        b = len(rows)
         qkv = F.linear(rows, attn.in_proj_weight, attn.in_proj_bias)
-        qkv = torch.cat([qkv[:shared].expand(k, -1, -1), qkv[shared:].view(k, -1, qkv.shape[-1])], dim=1)
-        q, key, value = qkv.view(k, qkv.shape[1], 3, attn.num_heads, -1).permute(2, 0, 3, 1, 4)
+        qkv = torch.cat([qkv[:, None, :shared].expand(-1, k, -1, -1),
+                         qkv[:, shared:].view(b, k, -1, qkv.shape[-1])], dim=2)
+        length = qkv.shape[2]
+        q, key, value = qkv.view(b * k, length, 3, attn.num_heads, -1).permute(2, 0, 3, 1, 4)
         out = F.scaled_dot_product_attention(q, key, value, is_causal=True)
-        return out.transpose(1, 2).reshape(k, qkv.shape[1], -1)
+        return out.transpose(1, 2).reshape(b, k, length, -1)
 
     def project(self, x: torch.Tensor) -> torch.Tensor:
         if self.text_projection is None:

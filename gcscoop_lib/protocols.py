@@ -8,29 +8,30 @@ embedded world (06_protocols).
 - transfer: a 16-shot solution of one task evaluated on every other task with its own class
   names (CoCoOp's cross-dataset table);
 - saliency: the share of |d logit / d pixel| that falls inside the object's mask;
-- stopping: base-to-new runs traced epoch by epoch, to stop them by a validation rule
-  (04_sam).
+- stopping: base-to-new runs' accuracies epoch by epoch, recorded while they trained, to stop
+  them by a validation rule (04_sam).
 
 Each returns rows (one per method, task, seed and setting) that are stored in
-results/protocols.json under a stamp of this code and of the runs it read; a stale or
-missing entry is computed again.
+results/protocols.json under a stamp of the protocol's version and of the runs it read
+(gcscoop_lib.stamps), with the seconds it took; a stale or missing entry is computed again.
 """
 from __future__ import annotations
 
-import hashlib
 import inspect
 import json
 import os
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import datasets, methods, protocol, records, training, world
+from . import datasets, methods, protocol, stamps, world
 from .evaluation import accuracy, harmonic_mean
 from .features import cached_features, normalise_images
 from .imagesets import ImageSet, images_to_tensor
+from .models import weights_fingerprint
 from .prompts import zero_shot_weights
 from .training import TrainConfig
 
@@ -353,29 +354,17 @@ def prompt_text_features(runner, tuned: dict, entry: str, dataset: str, seed: in
 
 # ----------------------------------------------------------------------------- stopping
 def epoch_curve(runner, tuned: dict, method: str, dataset: str, seed: int) -> dict:
-    """A base-to-new run traced epoch by epoch (04_sam): validation and test accuracy of both
-    halves after every epoch. Same seed, same batches, same steps as the run's record."""
-    config = base_to_new_config(method, dataset, seed, tuned)
-    run, clip, task = config.resolve(), runner.clip(config), runner.task(config)
-    torch.manual_seed(config.seed)
-    model = training.build_model(clip, run, task.base_names, task.template)
-    halves = {"base": model, "new": model.for_classes(task.new_names)}
-    curve = {f"{split}_{half}": [] for split in ("val", "test") for half in halves}
-
-    def batch_at(view, idx):
-        return methods.Batch(task.train_features[view, idx].to(clip.device), task.train_labels[idx].to(clip.device))
-
-    def after_epoch(row):
-        for split in ("val", "test"):
-            for half, prompted in halves.items():
-                curve[f"{split}_{half}"].append(round(accuracy(prompted, *getattr(task, split)[half]), 4))
-
-    training.fit(model, run, task.train_features.shape[0], len(task.train_labels), batch_at, after_epoch)
+    """A base-to-new run's validation and test accuracy of both halves after every epoch
+    (04_sam), as its tracked solution recorded them while it trained."""
+    history = runner.solution(base_to_new_config(method, dataset, seed, tuned), track=True).history
+    curve = {f"{split}_{half}": [round(row[key], 4) for row in history]
+             for split, prefix in (("val", "val_"), ("test", "")) for half in ("base", "new")
+             for key in [prefix + half]}
     return {"method": method, "dataset": dataset, "seed": seed, **curve}
 
 
 def stopping(runner, tuned: dict, datasets_=None, seeds=STOPPING_SEEDS, entries=STOPPING_METHODS) -> list[dict]:
-    """Every entry's base-to-new runs on CoOp's partition, traced epoch by epoch (04_sam)."""
+    """Every entry's base-to-new runs on CoOp's partition, epoch by epoch (04_sam)."""
     return [epoch_curve(runner, tuned, e, d, s) for e in entries for d in check_tasks(datasets_) for s in seeds]
 
 
@@ -424,16 +413,28 @@ PROTOCOLS = {"fewshot": few_shot, "domains": domains, "transfer": transfer, "sal
              "stopping": stopping}
 
 
-def protocol_stamp(name: str, tuned: dict, arguments: dict) -> str:
-    """What a protocol's stored rows must carry to be reused: the code that computes them, the
-    code and weights of every run they read, the tuned recipe and knobs, and the arguments."""
-    from .models import weights_fingerprint
+# Bump a protocol's version when the rows it computes from the same runs change (gcscoop_lib.stamps).
+VERSIONS = {"fewshot": 1, "domains": 1, "transfer": 1, "saliency": 1, "stopping": 1}
 
-    inputs = {"code": records.code_fingerprint(PROTOCOLS[name]), "arguments": arguments,
-              "tuned": {"recipe": tuned["recipe"], "knobs": tuned["knobs"]},
-              "runs": {m: records.method_fingerprint(m) for m in methods.METHODS},
-              "weights": weights_fingerprint(arguments.get("model", "tiny"), arguments.get("pretrained"))}
-    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=list).encode()).hexdigest()[:16]
+
+def entry_method(entry: str) -> str | None:
+    """The library method whose runs a protocol entry reads (None: the linear probe, which trains none)."""
+    return {"coop_aug": "coop", "linear_probe": None}.get(entry, entry)
+
+
+def protocol_stamp(name: str, tuned: dict, arguments: dict) -> dict:
+    """What a protocol's stored rows must carry to be reused: its version, the units of the
+    runs its entries read, the tuned recipe and those methods' knobs, the arguments and the
+    weights. A method it does not read stales nothing here."""
+    read = sorted({entry_method(e) for e in arguments.get("entries", methods.METHODS)} - {None})
+    units = {f"protocol.{name}": VERSIONS[name], **stamps.data_units()}
+    for method in read:
+        units.update(stamps.method_units(method))
+    trains = any(methods.get(m).trains for m in read)
+    return {"units": dict(sorted(units.items())), "arguments": arguments,
+            "tuned": {"recipe": tuned["recipe"] if trains else None,
+                      "knobs": {m: tuned["knobs"][m] for m in read if m in tuned["knobs"]}},
+            "weights": weights_fingerprint(arguments.get("model", "tiny"), arguments.get("pretrained"))}
 
 
 def results(name: str, runner, tuned: dict, **arguments) -> list[dict]:
@@ -447,10 +448,11 @@ def results(name: str, runner, tuned: dict, **arguments) -> list[dict]:
         entry = read_store(Path(folder) / STORE).get(name)
         if entry is not None and entry.get("stamp") == stamp:
             return entry["rows"]
+    start = time.time()
     rows = PROTOCOLS[name](runner, tuned, **arguments)
     path = runner.dir / STORE
     content = read_store(path)
-    content[name] = {"stamp": stamp, "arguments": arguments, "rows": rows}
+    content[name] = {"stamp": stamp, "arguments": arguments, "rows": rows, "seconds": time.time() - start}
     write_store(path, content)
     return rows
 

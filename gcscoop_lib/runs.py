@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import evaluation, records, settings, splits
+from . import evaluation, records, settings, splits, stamps
 from .models import load_clip
 from .records import StoredSolution
 from .tasks import Task, prepare_task
@@ -54,7 +54,6 @@ class Runner:
         self.lendable = {r["key"]: r for name in borrow_from for r in records.read_records(self.dir / name)}
         self.trained: list[str] = []      # keys of the runs done by this runner
         self._clips, self._tasks, self._stamps = {}, {}, {}
-        records.read_code_now()
 
     def clip(self, config: TrainConfig):
         name = (config.model, config.pretrained)
@@ -76,7 +75,7 @@ class Runner:
     def stamp(self, config: TrainConfig) -> dict:
         name = (config.method, config.model, config.pretrained)
         if name not in self._stamps:
-            self._stamps[name] = records.stamp(config)
+            self._stamps[name] = stamps.run_stamp(config)
         return self._stamps[name]
 
     def is_current(self, record: dict) -> bool:
@@ -105,7 +104,7 @@ class Runner:
 
     def solution(self, config: "TrainConfig | Run", track: bool = False, force: bool = False) -> Solution:
         """A trained run's solution: loaded when its record and solution are stored and current
-        (and tracked, if track=True asks for per-epoch test accuracies), trained otherwise."""
+        (and tracked, if track=True asks for per-epoch accuracies and drift), trained otherwise."""
         run = as_run(config)
         if not run.method.trains:
             raise ValueError(f"{run.method.label} is not trained and has no solution: use run() for its record")
@@ -114,7 +113,7 @@ class Runner:
             record, folder = found
             for where in dict.fromkeys((folder, self.dir)):   # a book's run trained here keeps its solution here
                 stored = records.load_solution(where, run.key, record["stamp"])
-                if stored is not None and (stored.tracked or not track):
+                if stored is not None and (stored.tracked == stamps.tracking_version() or not track):
                     task = self.task(run.config)
                     model = build_model(self.clip(run.config), run, task.base_names, task.template)
                     return Solution(run, record, model.load_learned(stored.learned), stored.steps, stored.history,
@@ -138,7 +137,8 @@ class Runner:
         if result is not None:
             steps = result.steps if track else []   # the per-step log is kept for tracked runs
             records.save_solution(self.dir, run.key, record["stamp"],
-                                  StoredSolution(result.model.learned(), steps, result.history, track))
+                                  StoredSolution(result.model.learned(), steps, result.history,
+                                                 stamps.tracking_version() if track else None))
         if keep_record:
             self._keep(record)
         else:

@@ -11,6 +11,10 @@ from .features import cached_features
 from .models import Clip
 from .prompts import SINGLE_TEMPLATE
 
+# The version of a task's make-up (this module, splits and the datasets' registry); bump it when
+# what a task holds changes (gcscoop_lib.stamps).
+VERSION = 1
+
 
 @dataclass
 class Task:

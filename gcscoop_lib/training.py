@@ -25,6 +25,10 @@ from .prompts import SINGLE_TEMPLATE
 from .splits import PARTITIONS
 from .tasks import Task, prepare_task
 
+# The loop's version: bump it when the batches, schedule, optimiser or initial state change
+# (gcscoop_lib.stamps; the loop's numbers in gcscoop_lib.protocol are stamped by value).
+VERSION = 1
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -121,9 +125,10 @@ def train(run: "TrainConfig | Run", clip: Clip | None = None, task: Task | None 
           progress: bool = False, split_dir=None) -> TrainResult:
     """Train with the run's method (02_coop onwards).
 
-    track=True evaluates base and new test accuracy after every epoch (cheap: features are
-    cached), and how far the new classes' predictions and the parameters have drifted from
-    zero-shot CLIP (diagnostics.drift).
+    track=True evaluates base and new accuracy after every epoch, on the test split ("base",
+    "new") and on validation ("val_base", "val_new": what a stopping rule reads), cheap since
+    features are cached, and how far the new classes' predictions and the parameters have
+    drifted from zero-shot CLIP (diagnostics.drift).
     """
     run = as_run(run)
     config = run.config
@@ -140,10 +145,12 @@ def train(run: "TrainConfig | Run", clip: Clip | None = None, task: Task | None 
     def batch_at(view, idx):
         return Batch(task.train_features[view, idx].to(clip.device), task.train_labels[idx].to(clip.device))
 
+    halves = {"base": model, **({"new": new_model} if new_model is not None else {})}
+
     def after_epoch(row):
-        row["base"] = accuracy(model, *task.test["base"])
-        if new_model is not None:
-            row["new"] = accuracy(new_model, *task.test["new"])
+        for half, prompted in halves.items():
+            row[half] = accuracy(prompted, *task.test[half])
+            row[f"val_{half}"] = accuracy(prompted, *task.val[half])
         watched, half = (new_model, "new") if new_model is not None else (model, "base")
         row.update(drift(watched, initial, task.test[half][0].to(clip.device)))
 
@@ -166,11 +173,14 @@ def warn_if_stuck(run: Run, history: list[dict]) -> None:
                       f"{first:.3g} to {last:.3g}; lower the learning rate (now {run.config.lr:g})", stacklevel=3)
 
 
-def fit(model, run: Run, views: int, n: int, batch_at, after_epoch=None, progress: bool = False):
+def fit(model, run: Run, views: int, n: int, batch_at, after_epoch=None, progress: bool = False,
+        on_step=None):
     """The loop itself (02_coop): shuffled batches of the n training examples, one of `views`
     cached views per example and epoch, the method's update, SGD. Returns (epochs, steps).
 
-    batch_at(view indices, example indices) gives a Batch; after_epoch(row) may add to an epoch's row.
+    batch_at(view indices, example indices) gives a Batch; after_epoch(row) may add to an epoch's
+    row; on_step(epoch, step index, Step) sees every update after the optimiser took it (to log
+    or plot; what it records is no part of the run's stamp).
     """
     config, update, knobs = run.config, run.method.update, run.knobs
     optimizer = torch.optim.SGD(model.params, lr=config.lr, momentum=protocol.MOMENTUM,
@@ -199,6 +209,8 @@ def fit(model, run: Run, views: int, n: int, batch_at, after_epoch=None, progres
             optimizer.step()
             losses.append(step.loss.item())
             steps.append({"epoch": epoch, "loss": losses[-1], **step.info})
+            if on_step:
+                on_step(epoch, s, step)
         row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "loss": sum(losses) / max(len(losses), 1)}
         if after_epoch:
             after_epoch(row)

@@ -7,9 +7,13 @@ import json
 import math
 from pathlib import Path
 
-from . import evaluation, methods, protocol, reports
+from . import evaluation, methods, protocol, reports, stamps
+from .models import weights_fingerprint
 from .runs import Runner
 from .training import TrainConfig
+
+# Bump when the rule that chooses the recipe or the knobs changes (gcscoop_lib.stamps).
+VERSION = 1
 
 
 def grid(spec: dict) -> list[dict]:
@@ -113,8 +117,37 @@ def tune(datasets: list[str], runner: Runner, seeds=protocol.TUNING_SEEDS, log=p
                 log(f"{method.name}'s {k} = {choice[k]} is on the edge of {sorted(values[k])}: trying {v}")
                 values[k].append(v)
         chosen[method.name] = choice
-    return {"recipe": recipe, "knobs": chosen, "recipe_trials": recipes, "knob_trials": trials,
-            "datasets": datasets, "seeds": list(seeds)}
+    tuned = {"recipe": recipe, "knobs": chosen, "recipe_trials": recipes, "knob_trials": trials,
+             "datasets": datasets, "seeds": list(seeds)}
+    return {**tuned, "stamps": choice_stamps(tuned)}
+
+
+def choice_stamps(tuned: dict) -> dict:
+    """What each choice of a tuning was made from (gcscoop_lib.stamps): the recipe from CoOp's
+    runs over its grid, each method's knobs from its own runs under that recipe over its grid.
+    A choice whose stamp is no longer this is stale, and `tune` makes it again."""
+    common = {"datasets": tuned.get("datasets"), "seeds": list(tuned.get("seeds", [])),
+              "weights": weights_fingerprint("tiny")}
+    out = {"recipe": {"units": {"tuning": VERSION, **stamps.method_units("coop")},
+                      "grid": protocol.RECIPE_GRID, **common}}
+    for name in tuned["knobs"]:
+        if name in methods.METHODS:
+            grid_ = {k: list(v) for k, v in methods.get(name).grid.items()}
+            out[name] = {"units": {"tuning": VERSION, **stamps.method_units(name)}, "grid": grid_,
+                         "recipe": tuned["recipe"], **common}
+    return json.loads(json.dumps(out))
+
+
+def stale_choices(tuned: dict) -> dict:
+    """The stored choices (the recipe, then each method's knobs) that are no longer current,
+    each with why (stamps.changes). A recipe written by hand (no stamps: `tune` did not make
+    it) has nothing to choose again."""
+    if "stamps" not in tuned:
+        return {}
+    current, stored = choice_stamps(tuned), tuned["stamps"]
+    return {name: stamps.changes(stored.get(name), current[name]) if name in current
+            else [f"{name} is no longer a method"]
+            for name in ["recipe", *tuned["knobs"]] if stored.get(name) != current.get(name)}
 
 
 def load_tuning(path) -> dict:

@@ -80,8 +80,14 @@ def test_prune_drops_stale_records_and_deletes_solutions_without_a_current_recor
     train(capsys, results)
     train(capsys, results, "--seed", "2")
     kept, gone = records.read_records(results / "runs.jsonl")
-    stale = dict(kept, key="0123456789ab", stamp={"code": "older", "weights": kept["stamp"]["weights"]})
+    stale = dict(kept, key="0123456789ab", seconds=7.0, stamp={"code": "older", "weights": kept["stamp"]["weights"]})
     records.rewrite_records(results / "runs.jsonl", [kept, stale])
+    before = (results / "runs.jsonl").read_text(), sorted((results / "solutions").iterdir())
+    dry = cli(capsys, "prune", "--dry-run", "--results", str(results))
+    assert dry[1] == f"stored without a stamp of versions: 1 record; {stale['seconds']:.0f} CPU-seconds"
+    assert dry[2] == "no current record: 1 solution; 0 CPU-seconds"
+    assert dry[-1] == f"1 records, 1 solutions, 0 protocols, 0 tuning choices stale ({stale['seconds']:.0f} CPU-seconds)"
+    assert ((results / "runs.jsonl").read_text(), sorted((results / "solutions").iterdir())) == before
     out = cli(capsys, "prune", "--results", str(results))
     assert out == [f"{results / 'runs.jsonl'}: 1 record no longer current, dropped",
                    f"{results / 'solutions'}: 1 solution without a current record, deleted"]

@@ -7,6 +7,7 @@ import torch
 from gcscoop_lib import protocols, reports, training, world
 from gcscoop_lib.datasets import load_dataset
 from gcscoop_lib.imagesets import fingerprint
+from gcscoop_lib.runs import Runner
 from gcscoop_lib.tasks import prepare_task
 
 TUNED = {"recipe": {"lr": 0.01, "epochs": 100, "batch_size": 32}, "knobs": {"sam": {"rho": 0.05}}}
@@ -201,16 +202,19 @@ def test_the_command_line_refuses_another_clip(capsys):
     assert protocols.arguments("fewshot") == {}
 
 
-def test_a_traced_run_takes_the_steps_of_its_record(clip, task):
+def test_a_runs_curves_are_recorded_while_it_trains_and_end_at_its_record(tmp_path):
     tuned = {"recipe": {"lr": 0.01, "epochs": 4, "batch_size": 8}, "knobs": {}}
-    runner = types.SimpleNamespace(clip=lambda config: clip, task=lambda config: task)
+    runner = Runner(tmp_path, device="cpu")
+    config = protocols.base_to_new_config("coop", "shapes", 1, tuned)
     curve = protocols.epoch_curve(runner, tuned, "coop", "shapes", 1)
     assert all(len(v) == 4 for k, v in curve.items() if k.startswith(("val", "test")))
-    result = training.train(protocols.base_to_new_config("coop", "shapes", 1, tuned), clip, task)
-    from gcscoop_lib.evaluation import evaluate_prompt
-    scores = evaluate_prompt(result.model, task)
-    assert (curve["test_base"][-1], curve["test_new"][-1]) == pytest.approx((scores["base"], scores["new"]), abs=1e-4)
+    record = runner.run(config)     # trained once, tracked: its record is the curves' last epoch
+    assert runner.trained == [config.resolve().key]
+    assert (curve["test_base"][-1], curve["test_new"][-1]) == pytest.approx((record["base"], record["new"]), abs=1e-4)
+    assert (curve["val_base"][-1], curve["val_new"][-1]) == pytest.approx((record["val"]["base"], record["val"]["new"]),
+                                                                           abs=1e-4)
     assert curve["val_base"] != curve["test_base"]
+    assert protocols.epoch_curve(Runner(tmp_path, device="cpu"), tuned, "coop", "shapes", 1) == curve   # loaded
 
 
 def test_stopping_rules_pick_the_first_best_validation_epoch():

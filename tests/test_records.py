@@ -1,11 +1,13 @@
-"""Run records and stored solutions: one JSON line per run, stamped with the code and weights
-that made it, and the learned parameters beside it under the same key and stamp."""
+"""Run records and stored solutions: one JSON line per run, stamped with the versions of the
+units and the weights that made it, and the learned parameters beside it under the same key
+and stamp."""
+import dataclasses
 import json
 
 import pytest
 import torch
 
-from gcscoop_lib import records, settings
+from gcscoop_lib import records, settings, stamps
 from gcscoop_lib.records import StoredSolution, load_solution, save_solution, solution_path
 from gcscoop_lib.training import TrainConfig
 
@@ -36,60 +38,58 @@ def test_a_bad_line_stops_with_one_error_naming_the_file_and_line(tmp_path, bad,
     assert message.endswith("delete that line (its run is redone when next asked for)")
 
 
-def test_fingerprints_ignore_comments_and_docstrings_but_not_code():
-    def documented():
-        def rule(x):
-            """One docstring."""
-            return x + 1  # a comment
-        return rule
-
-    def bare():
-        def rule(x):
-            # another comment
-            return x + 1
-        return rule
-
-    def changed():
-        def rule(x):
-            return x - 1
-        return rule
-
-    rules = [make() for make in (documented, bare, changed)]
-    for rule in rules:
-        rule.__module__, rule.__qualname__ = "gcscoop_lib.fixture", "rule"
-    prints = [records.code_fingerprint(rule) for rule in rules]
-    assert prints[0] == prints[1] != prints[2]
-
-
 def test_a_stamp_is_computed_without_loading_a_clip(tmp_path, monkeypatch):
     tiny = json.loads((settings.current().tiny_dir / "checksums.json").read_text())
     (tmp_path / "checksums.json").write_text(json.dumps(tiny))   # the checksum alone, no weights to load
     monkeypatch.setenv("GCSCOOP_TINY_DIR", str(tmp_path))
-    stamp = records.stamp(TrainConfig(method="gcscoop"))
-    assert stamp["weights"] == f"tiny-{tiny['sha256'][:16]}" and len(stamp["code"]) == 16
-    assert records.stamp(TrainConfig(method="gcscoop", model="ViT-B-16", pretrained="openai")) == \
-        {"code": stamp["code"], "weights": "ViT-B-16-openai"}
-    assert records.stamp(TrainConfig(method="coop"))["code"] != stamp["code"]
-    assert records.stamp(TrainConfig(method="gcscoop", dataset="digits", seed=3)) == stamp
+    stamp = stamps.run_stamp(TrainConfig(method="gcscoop"))
+    assert stamp["weights"] == f"tiny-{tiny['sha256'][:16]}" and stamp["units"]["method.gcscoop"] == 1
+    assert stamps.run_stamp(TrainConfig(method="gcscoop", model="ViT-B-16", pretrained="openai")) == \
+        {"units": stamp["units"], "weights": "ViT-B-16-openai"}
+    assert stamps.run_stamp(TrainConfig(method="gcscoop", dataset="digits", seed=3)) == stamp
+
+
+def test_a_stamp_is_the_versions_of_the_units_a_run_uses():
+    coop, cocoop, zero = (stamps.method_units(m) for m in ("coop", "cocoop", "zeroshot"))
+    assert set(zero) == {"world", "data", "features", "text", "evaluation"}   # nothing of the loop
+    assert set(coop) == set(zero) | {"loop", "loop.momentum", "loop.weight_decay", "loop.warmup_lr", "method.coop"}
+    assert set(cocoop) == set(coop) - {"method.coop"} | {"method.cocoop", "model.cocoop"}
+    # only versions and the loop's numbers: nothing that a rename, a comment or a new helper changes
+    assert all(isinstance(v, (int, float)) for v in stamps.all_units().values())
+    assert all(stamps.where(unit) for unit in stamps.all_units())   # each says where to bump it
+
+
+def test_a_bumped_version_or_setting_stales_exactly_its_runs(monkeypatch):
+    from gcscoop_lib import methods, protocol
+
+    before = {m: stamps.method_units(m) for m in methods.METHODS}
+    monkeypatch.setitem(methods.METHODS, "kgcoop", dataclasses.replace(methods.METHODS["kgcoop"], version=2))
+    after = {m: stamps.method_units(m) for m in methods.METHODS}
+    assert [m for m in methods.METHODS if after[m] != before[m]] == ["kgcoop"]
+    assert stamps.changes({"units": before["kgcoop"]}, {"units": after["kgcoop"]}) == ["method.kgcoop 1 -> 2"]
+    monkeypatch.setattr(protocol, "MOMENTUM", 0.8)
+    assert [m for m in methods.METHODS if stamps.method_units(m) != after[m]] == \
+        [m for m in methods.METHODS if methods.METHODS[m].trains]
+    assert stamps.changes({"code": "c0de"}, {"units": {}}) == ["stored without a stamp of versions"]
 
 
 def test_a_record_carries_what_reuses_and_reports_it():
     run = TrainConfig(method="sam", dataset="shapes", shots=2, epochs=2).resolve()
     scores = {"base": 80.0, "new": 60.0, "H": 68.6, "per_class": {"base": [80.0], "new": [60.0]}}
     record = records.make_record(run, scores, {**scores, "base": 81.0}, 1.5, "cpu")
-    assert record["key"] == run.key and record["stamp"] == records.stamp(run.config)
+    assert record["key"] == run.key and record["stamp"] == stamps.run_stamp(run.config)
     assert record["config"]["knobs"] == {"rho": 0.05} and record["val"] == {"base": 81.0, "new": 60.0, "H": 68.6}
     assert (record["method"], record["dataset"], record["seed"], record["shots"]) == ("sam", "shapes", 1, 2)
     assert set(record["versions"]) == {"gcscoop_lib", "torch", "open_clip", "python"}
     assert json.loads(json.dumps(record)) == record
 
 
-STAMP = {"code": "c0de", "weights": "tiny-x"}
+STAMP = {"units": {"loop": 1}, "weights": "tiny-x"}
 
 
 def solution():
     return StoredSolution({"ctx": torch.randn(4, 8), "shift": torch.arange(3.0)}, [{"epoch": 0, "loss": 1.0}],
-                          [{"epoch": 1, "lr": 1e-5, "loss": 1.0}], tracked=False)
+                          [{"epoch": 1, "lr": 1e-5, "loss": 1.0}], tracked=None)
 
 
 def test_a_solution_is_stored_under_its_key_and_read_back(tmp_path):
@@ -97,7 +97,7 @@ def test_a_solution_is_stored_under_its_key_and_read_back(tmp_path):
     path = save_solution(tmp_path, "k1", STAMP, stored)
     assert path == solution_path(tmp_path, "k1") and [p.name for p in path.parent.iterdir()] == ["k1.safetensors"]
     loaded = load_solution(tmp_path, "k1", STAMP)
-    assert loaded.steps == stored.steps and loaded.history == stored.history and loaded.tracked is False
+    assert loaded.steps == stored.steps and loaded.history == stored.history and loaded.tracked is None
     assert loaded.learned.keys() == stored.learned.keys()
     assert all(torch.equal(loaded.learned[k], stored.learned[k]) for k in stored.learned)
 
@@ -105,22 +105,12 @@ def test_a_solution_is_stored_under_its_key_and_read_back(tmp_path):
 def test_a_missing_broken_stale_or_misnamed_solution_is_not_loaded(tmp_path):
     assert load_solution(tmp_path, "k1", STAMP) is None
     path = save_solution(tmp_path, "k1", STAMP, solution())
-    assert load_solution(tmp_path, "k1", {**STAMP, "code": "newer"}) is None
+    assert load_solution(tmp_path, "k1", {**STAMP, "units": {"loop": 2}}) is None
     path.rename(solution_path(tmp_path, "k2"))
     assert load_solution(tmp_path, "k2", STAMP) is None   # the file says it is k1's
     path = save_solution(tmp_path, "k1", STAMP, solution())
     path.write_bytes(path.read_bytes()[:100])
     assert load_solution(tmp_path, "k1", STAMP) is None
-
-
-def test_a_stamp_covers_the_protocols_constants_and_not_what_a_process_has_loaded(monkeypatch):
-    from gcscoop_lib import datasets, protocol
-
-    before = records.method_fingerprint("coop")
-    datasets.load_dataset("shapes")           # fills a private cache that code reaching it names
-    assert records.method_fingerprint("coop") == before
-    monkeypatch.setattr(protocol, "MOMENTUM", 0.8)
-    assert records.method_fingerprint("coop") != before
 
 
 def test_a_copy_of_the_library_elsewhere_stamps_its_runs_alike(tmp_path):
@@ -134,7 +124,7 @@ def test_a_copy_of_the_library_elsewhere_stamps_its_runs_alike(tmp_path):
 
     source = Path(gcscoop_lib.__file__).parent
     shutil.copytree(source, tmp_path / "gcscoop_lib", ignore=shutil.ignore_patterns("weights", "__pycache__"))
-    code = "from gcscoop_lib import records; print(records.method_fingerprint('prograd'))"
+    code = "import json; from gcscoop_lib import stamps; print(json.dumps(stamps.method_units('prograd')))"
     there = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
                            env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"}, check=True)
-    assert there.stdout.strip() == records.method_fingerprint("prograd")
+    assert json.loads(there.stdout) == stamps.method_units("prograd")

@@ -8,7 +8,7 @@ import shutil
 import pytest
 import torch
 
-from gcscoop_lib import methods, records, settings
+from gcscoop_lib import methods, records, settings, stamps
 from gcscoop_lib.records import StoredSolution, save_solution, solution_path
 from gcscoop_lib.runs import Runner, prune_solutions
 from gcscoop_lib.training import TrainConfig
@@ -60,7 +60,7 @@ def test_the_books_records_are_read_but_never_written(tmp_path, monkeypatch):
     assert not (mine / "runs.jsonl").exists()
 
 
-def test_a_changed_update_rule_recomputes_only_its_own_records(tmp_path, monkeypatch):
+def test_a_bumped_update_rule_recomputes_only_its_own_records(tmp_path, monkeypatch):
     runner = Runner(tmp_path, device="cpu")
     kg, coop = TrainConfig(method="kgcoop", **SMALL), TrainConfig(method="coop", **SMALL)
     first_kg, first_coop = runner.run(kg), runner.run(coop)
@@ -71,11 +71,12 @@ def test_a_changed_update_rule_recomputes_only_its_own_records(tmp_path, monkeyp
         knowledge = 1 - torch.nn.functional.cosine_similarity(text, model.zs_text, dim=-1).mean()
         return methods.Step(ce, methods.flat_grad(ce - knobs.lam * knowledge, model.params))
 
-    monkeypatch.setitem(methods.METHODS, "kgcoop", dataclasses.replace(methods.METHODS["kgcoop"], update=flipped))
+    monkeypatch.setitem(methods.METHODS, "kgcoop",
+                        dataclasses.replace(methods.METHODS["kgcoop"], update=flipped, version=2))
     fresh = Runner(tmp_path, device="cpu")
-    assert fresh.run(coop) == first_coop                       # untouched code: loaded, not re-run
+    assert fresh.run(coop) == first_coop                       # untouched unit: loaded, not re-run
     again = fresh.run(kg)
-    assert again["stamp"]["code"] != first_kg["stamp"]["code"]  # re-run under the new rule
+    assert again["stamp"]["units"]["method.kgcoop"] == 2 != first_kg["stamp"]["units"]["method.kgcoop"]
     assert fresh.trained == [again["key"]] and not fresh.is_current(first_kg)
     assert len(records.read_records(tmp_path / "runs.jsonl")) == 3
     assert fresh.prune() == 1 and len(records.read_records(tmp_path / "runs.jsonl")) == 2
@@ -172,7 +173,7 @@ def test_a_method_with_its_own_model_round_trips_through_records_and_solutions(t
     assert torch.equal(again.model.shift, first.model.shift)
     assert torch.equal(again.model.learner.ctx, first.model.learner.ctx)
     assert runner.is_current(first.record) and runner.run(config) == first.record
-    assert first.record["method"] == "shifted" and first.record["stamp"] != records.stamp(TrainConfig(method="coop"))
+    assert first.record["method"] == "shifted" and first.record["stamp"] != stamps.run_stamp(TrainConfig(method="coop"))
 
 
 def test_pruning_deletes_the_solutions_no_current_record_names(tmp_path):
