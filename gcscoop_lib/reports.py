@@ -151,15 +151,15 @@ def papers_comparison(table: dict, order: list[str]) -> str:
     papers' (published.json), and whether the world was calibrated on it or it was held out
     (07_benchmark, README)."""
     papers = published("base_to_new")["rows"]
-    ours = changes_from(table, order)
+    ours = changes_from(table, order, shown_at=1)
     rows = []
     for method in order:
         if method == "zeroshot" or method not in ours:
             continue
         theirs = papers.get(method)
-        cited = " / ".join(f"{theirs[k] - papers['zeroshot'][k]:+.1f}" for k in ("base", "new", "H")) \
+        cited = " / ".join(signed(shown_difference(theirs[k], papers["zeroshot"][k])) for k in ("base", "new", "H")) \
             if theirs else "–"
-        rows.append([label(method), cited, " / ".join(f"{ours[method][k]:+.1f}" for k in ("base", "new", "H")),
+        rows.append([label(method), cited, " / ".join(signed(ours[method][k]) for k in ("base", "new", "H")),
                      "calibrated on" if method in CALIBRATED else "held out"])
     return markdown(["method", "papers: base / new / H", "this benchmark", "the world was"], rows)
 
@@ -192,18 +192,24 @@ def metric_table(table: dict, order: list[str], datasets: list[str], metric: str
 
 
 def changes_from(table: dict, order: list[str], reference: str = "zeroshot",
-                 dataset: str = "average") -> dict:
-    """Each method's change of base, new and H from the reference method's (08_synthesis)."""
+                 dataset: str = "average", shown_at: int | None = None) -> dict:
+    """Each method's change of base, new and H from the reference method's (08_synthesis);
+    shown_at=1 takes it between the means as the tables print them, to one decimal."""
     ref = table[reference][dataset]
-    return {m: {k: table[m][dataset][k][0] - ref[k][0] for k in ("base", "new", "H")}
+
+    def change(a, b):
+        return a - b if shown_at is None else shown_difference(a, b, shown_at)
+
+    return {m: {k: change(table[m][dataset][k][0], ref[k][0]) for k in ("base", "new", "H")}
             for m in order if m != reference and m in table}
 
 
 def changes_table(table: dict, order: list[str], reference: str = "zeroshot") -> str:
-    """Markdown: each method's average base / new / H minus the reference's, in points."""
+    """Markdown: each method's average base / new / H minus the reference's, in points, from
+    the means as the tables print them (08_synthesis)."""
     lines = ["| method | base | new | H |", "|---|---|---|---|"]
-    for method, change in changes_from(table, order, reference).items():
-        lines.append(f"| {label(method)} | " + " | ".join(f"{change[k]:+.1f}" for k in ("base", "new", "H")) + " |")
+    for method, change in changes_from(table, order, reference, shown_at=1).items():
+        lines.append(f"| {label(method)} | " + " | ".join(signed(change[k]) for k in ("base", "new", "H")) + " |")
     return "\n".join(lines)
 
 
@@ -345,7 +351,7 @@ def paired_table(rows: list[dict], pairs: list[tuple[str, str]], setting: str, m
         cells = []
         for v in values:
             d = paired_difference([r for r in rows if r[setting] == v], a, b, match, value)
-            cells.append(f"{d['mean']:+.1f} ± {d['std']:.1f} ({d['ahead']}/{d['cells']})")
+            cells.append(f"{signed(d['mean'])} ± {d['std']:.1f} ({d['ahead']}/{d['cells']})")
         body.append([f"{label_of(a)} − {label_of(b)}"] + cells)
     return markdown(["difference"] + [heading(v) for v in values], body)
 
@@ -381,11 +387,22 @@ def paired_interval(records: list[dict], a: str, b: str, metric: str = "H", leve
             "seeds": len(diffs)}
 
 
-def signed(value: float) -> str:
-    """A difference with its sign and one decimal; one that rounds to zero is '0.0', never
-    '-0.0'."""
-    text = f"{value:+.1f}"
-    return "0.0" if text in ("+0.0", "-0.0") else text
+def shown(value: float, decimals: int = 1) -> float:
+    """A number as a page prints it at `decimals` places (07_benchmark); never -0.0."""
+    return round(value, decimals) + 0.0   # -0.0 + 0.0 is +0.0
+
+
+def shown_difference(a: float, b: float, decimals: int = 1) -> float:
+    """a − b as a reader computes it from the printed values: each rounded to `decimals`
+    places first, so that "70.3 to 81.2" is a change of 10.9, never 11.0 (02_coop onwards)."""
+    return shown(shown(a, decimals) - shown(b, decimals), decimals)
+
+
+def signed(value: float, decimals: int = 1) -> str:
+    """A difference with its sign; one that rounds to zero is '0.0', never '-0.0' or '+0.0'
+    (04_sam, 07_benchmark)."""
+    text = f"{value:+.{decimals}f}"
+    return text[1:] if float(text) == 0 else text
 
 
 def interval_cell(d: dict) -> str:

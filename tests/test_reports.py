@@ -48,6 +48,32 @@ def test_changes_from_zero_shot_are_differences_of_the_averages():
     assert reports.changes_table(table, ["zeroshot", "coop"]).splitlines()[-1] == "| CoOp | +11.0 | -6.5 | +1.5 |"
 
 
+def test_a_change_in_a_table_is_the_difference_of_the_means_it_prints():
+    # 70.3 to 81.2 is 10.9 on the page, although the unrounded means differ by 10.98
+    table = {"zeroshot": {"average": {"base": (70.26, 0.0), "new": (72.0, 0.0), "H": (71.04, 0.0)}},
+             "coop": {"average": {"base": (81.24, 1.0), "new": (65.5, 1.0), "H": (71.01, 0.2)}}}
+    assert reports.changes_from(table, ["zeroshot", "coop"])["coop"]["base"] == pytest.approx(10.98)
+    assert reports.changes_from(table, ["zeroshot", "coop"], shown_at=1)["coop"]["base"] == 10.9
+    assert reports.changes_table(table, ["zeroshot", "coop"]).splitlines()[-1] == "| CoOp | +10.9 | -6.5 | 0.0 |"
+
+
+def test_a_shown_difference_is_taken_between_the_rounded_values():
+    assert reports.shown_difference(81.24, 70.26) == 10.9          # 81.2 - 70.3, not round(10.98) = 11.0
+    assert reports.shown_difference(82.69, 69.34) == 13.4          # 82.7 - 69.3, not 13.35 printed as 13.3
+    assert reports.shown_difference(3.96, 0.0) == 4.0
+    assert reports.shown_difference(1.234, 1.0, decimals=2) == 0.23
+    assert reports.shown_difference(76.04, 76.0) == 0.0
+    for zero in (reports.shown_difference(75.96, 76.04), reports.shown_difference(-0.01, 0.01), reports.shown(-0.04)):
+        assert zero == 0.0 and str(zero) == "0.0"              # never -0.0
+    assert reports.shown(-0.06) == -0.1 and reports.shown(2.375, 2) == 2.38   # 2.375 is exact in binary
+
+
+def test_a_signed_number_never_prints_minus_zero():
+    assert [reports.signed(x, decimals=2) for x in (-0.004, 0.004, -0.006, 1.5)] == ["0.00", "0.00", "-0.01", "+1.50"]
+    assert reports.signed(-0.4, decimals=0) == "0" and reports.signed(-0.6, decimals=0) == "-1"
+    assert reports.signed(reports.shown_difference(70.04, 70.01)) == "0.0"
+
+
 def test_markdown_and_csv_tables_of_a_summary():
     records = [{"method": m, "dataset": "x", "seed": s, "base": b + s, "new": 60.0, "H": 65.0, "seconds": 2.0}
                for m, b in (("coop", 80.0), ("sam", 81.0)) for s in (1, 2)]
