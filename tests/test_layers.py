@@ -1,5 +1,5 @@
-"""The README's module table is the library's: every module is in it, and each imports only
-modules below it in the table (the claim the README makes about them)."""
+"""The About page's module table is the library's: every module is in it, and each imports only
+modules below it in the table (the claim the page makes about them)."""
 import ast
 import re
 from pathlib import Path
@@ -24,10 +24,13 @@ def imports(name: str, path: Path) -> set[str]:
     return (found & known) - {name}
 
 
-def test_imports_go_downwards_in_the_readmes_module_table():
-    table = (ROOT / "README.md").read_text().split("| module | job |")[1].split("\n\n")[0]
+ABOUT = ROOT / "book" / "10_about.md"
+
+
+def test_imports_go_downwards_in_the_about_pages_module_table():
+    table = ABOUT.read_text().split("| module | job |")[1].split("\n\n")[0]
     order = re.findall(r"^\| `(\w+)` \|", table, re.M)
-    assert sorted(order) == sorted(modules()), "the README's module table and the library's modules differ"
+    assert sorted(order) == sorted(modules()), "the About page's module table and the library's modules differ"
     upward = [f"{name} imports {other}" for name, path in modules().items() for other in imports(name, path)
               if order.index(other) < order.index(name)]
-    assert not upward, f"{upward}: move the module in the README's table, or the import"
+    assert not upward, f"{upward}: move the module in the About page's table ({ABOUT.name}), or the import"
