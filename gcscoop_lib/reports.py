@@ -149,7 +149,7 @@ CALIBRATED = ("coop", "prograd", "kgcoop")   # the baselines the embedded world 
 def papers_comparison(table: dict, order: list[str]) -> str:
     """Each method's change from zero-shot CLIP in base / new / H points, ours beside the
     papers' (published.json), and whether the world was calibrated on it or it was held out
-    (07_benchmark, README)."""
+    (07_benchmark, results/benchmark.md)."""
     papers = published("base_to_new")["rows"]
     ours = changes_from(table, order, shown_at=1)
     rows = []
