@@ -7,7 +7,10 @@ An update may use only this much of the model (`PromptModel`); how the prompts a
 what is cached is the model's own business, so a method whose model differs (per-image
 prompts, say) is one model class and one entry, and the update functions stay as they are.
 Gradients are handled as one flat fp32 vector over `model.params`: dot products, norms and
-projections are then plain vector algebra.
+projections are then plain vector algebra. Many runs can train as one (a population,
+training.train_population): each member's loss is its own, a gradient has one row per member
+(M x P), and every norm, dot product and decision below is taken along the last dimension, so
+the same functions serve one run and many.
 """
 from __future__ import annotations
 
@@ -56,24 +59,34 @@ class Step:
 
 
 # ----------------------------------------------------------------------------- helpers
-def flat_grad(loss: torch.Tensor, params: list[torch.Tensor], retain_graph: bool = False,
-              grad_outputs: torch.Tensor | None = None) -> torch.Tensor:
-    """The gradient of `loss` (or the vector-Jacobian product with grad_outputs) as one flat fp32 vector."""
-    grads = torch.autograd.grad(loss, params, grad_outputs=grad_outputs, retain_graph=retain_graph)
-    return torch.cat([g.reshape(-1) for g in grads]).float()
+def flat_grad(loss: torch.Tensor, params: list[torch.Tensor],
+              retain_graph: bool = False) -> torch.Tensor:
+    """The gradient of `loss` as one flat fp32 vector; of one loss per
+    member (a population, whose params are member by member), M x P."""
+    grads = torch.autograd.grad(loss, params, torch.ones_like(loss),
+                                retain_graph=retain_graph)
+    return torch.cat([g.reshape(-1) for g in grads]).float().view(
+        *loss.shape, -1)
 
 
 def assign_grad(params: list[torch.Tensor], flat: torch.Tensor) -> None:
-    start = 0
+    flat, start = flat.reshape(-1), 0
     for p in params:
         p.grad = flat[start:start + p.numel()].view_as(p).to(p.dtype).clone()
         start += p.numel()
 
 
+def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over the batch (B x K logits), or over each
+    member's batch (M x B x K logits: one loss per member)."""
+    per_example = F.cross_entropy(logits.movedim(-1, 1), labels, reduction="none")
+    return per_example.mean(-1)
+
+
 def loss_and_grad(model, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
     """Cross-entropy of the prompted CLIP on the batch, and its gradient
     w.r.t. the context."""
-    loss = F.cross_entropy(model.logits(batch.features), batch.labels)
+    loss = cross_entropy(model.logits(batch.features), batch.labels)
     return loss, flat_grad(loss, model.params)
 
 
@@ -82,6 +95,7 @@ def perturbed(model, epsilon: torch.Tensor):
     """Move the context by epsilon inside the block, then restore it bit
     for bit (04_sam)."""
     saved = [p.detach().clone() for p in model.params]
+    epsilon = epsilon.reshape(-1)
     with torch.no_grad():
         start = 0
         for p in model.params:
@@ -97,7 +111,7 @@ def perturbed(model, epsilon: torch.Tensor):
 
 def sam_epsilon(grad: torch.Tensor, rho: float) -> torch.Tensor:
     """SAM's first-order worst-case perturbation of radius rho."""
-    return rho * grad / (grad.norm() + 1e-12)
+    return rho * grad / (grad.norm(dim=-1, keepdim=True) + 1e-12)
 
 
 # ----------------------------------------------------------------------------- CoOp (02_coop)
@@ -126,13 +140,15 @@ class ProGradKnobs:
 
 
 def prograd_direction(g_domain: torch.Tensor, g_general: torch.Tensor,
-                      lam: float) -> tuple[torch.Tensor, bool]:
+                      lam: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Remove (lam times) the part of the domain gradient that conflicts
-    with the general one."""
-    dot = g_domain @ g_general
-    if dot >= 0:
-        return g_domain, False
-    return g_domain - lam * dot / (g_general @ g_general) * g_general, True
+    with the general one; also says whether it conflicted."""
+    dot = (g_domain * g_general).sum(-1, keepdim=True)
+    conflict = dot < 0
+    projected = (g_domain - lam * dot / (g_general * g_general).sum(
+        -1, keepdim=True) * g_general)
+    return (torch.where(conflict, projected, g_domain),
+            conflict.squeeze(-1))
 
 
 def prograd_gradients(model, batch: Batch, T: float
@@ -140,15 +156,15 @@ def prograd_gradients(model, batch: Batch, T: float
     """The cross-entropy, its gradient G_d, and the gradient G_g of
     T^2 KL(zero-shot || prompt)."""
     logits = model.logits(batch.features)
-    ce = F.cross_entropy(logits, batch.labels)
+    ce = cross_entropy(logits, batch.labels)
     g_domain = flat_grad(ce, model.params, retain_graph=True)
     # The KL's gradient w.r.t. the logits is T (p - p_zs) / B: exactly zero
-    # while the prompt predicts what zero-shot CLIP predicts.
+    # while the prompt predicts what zero-shot CLIP predicts. Weighting the
+    # logits by it gives the KL's gradient w.r.t. the context.
     prompt = (logits.detach() / T).softmax(dim=-1)
     zero_shot = (model.zero_shot_logits(batch.features) / T).softmax(dim=-1)
-    g_general = flat_grad(
-        logits, model.params,
-        grad_outputs=T * (prompt - zero_shot) / len(logits))
+    kl_logits = T * (prompt - zero_shot) / logits.shape[-2]
+    g_general = flat_grad((logits * kl_logits).sum((-2, -1)), model.params)
     return ce, g_domain, g_general
 
 
@@ -157,7 +173,7 @@ def prograd_update(model, batch: Batch, knobs: ProGradKnobs) -> Step:
     zero-shot prediction."""
     ce, g_domain, g_general = prograd_gradients(model, batch, knobs.T)
     grad, conflict = prograd_direction(g_domain, g_general, knobs.lam)
-    cos = F.cosine_similarity(g_domain, g_general, dim=0).item()
+    cos = F.cosine_similarity(g_domain, g_general, dim=-1)
     return Step(ce, grad, {"conflict": conflict, "cos": cos})
 
 
@@ -175,10 +191,10 @@ def kgcoop_update(model, batch: Batch, knobs: KgCoOpKnobs) -> Step:
     """KgCoOp: CE plus lam * (1 - cosine) between learned and hand-written
     class text features."""
     text = model.text_features()
-    ce = F.cross_entropy(model.logits(batch.features, text), batch.labels)
-    knowledge = 1 - F.cosine_similarity(text, model.zs_text, dim=-1).mean()
+    ce = cross_entropy(model.logits(batch.features, text), batch.labels)
+    knowledge = 1 - F.cosine_similarity(text, model.zs_text, dim=-1).mean(-1)
     grad = flat_grad(ce + knobs.lam * knowledge, model.params)
-    return Step(ce, grad, {"knowledge": knowledge.item()})
+    return Step(ce, grad, {"knowledge": knowledge.detach()})
 
 
 # ----------------------------------------------------------------------------- SAM (04_sam)
@@ -213,6 +229,11 @@ def sam_update(model, batch: Batch, knobs: SamKnobs) -> Step:
 REGIMES = ("sam", "projected", "erm")
 
 
+def named(names: tuple[str, ...], index: torch.Tensor):
+    """names[i] for an index, or the list of them for one index per member."""
+    return names[int(index)] if index.dim() == 0 else [names[i] for i in index.tolist()]
+
+
 @dataclass(frozen=True)
 class GcsCoOpKnobs:
     rho: float = 0.1
@@ -227,17 +248,22 @@ class GcsCoOpKnobs:
 
 
 def constrain_sam_gradient(g_sam: torch.Tensor, g_erm: torch.Tensor,
-                           beta_low: float, beta_up: float
-                           ) -> tuple[torch.Tensor, str, float]:
+                           beta_low: float, beta_up: float):
     """GCSCoOp's rule: keep the SAM gradient, project it onto
-    dir(g_sam + g_erm), or fall back to ERM."""
-    cos = (g_sam @ g_erm / (g_sam.norm() * g_erm.norm() + 1e-12)).item()
-    if cos >= beta_up:
-        return g_sam, "sam", cos
-    if cos <= beta_low and beta_low > 0:
-        return g_erm, "erm", cos
-    direction = (g_sam + g_erm) / ((g_sam + g_erm).norm() + 1e-12)
-    return (g_sam @ direction) * direction, "projected", cos
+    dir(g_sam + g_erm), or fall back to ERM. Returns the gradient, the
+    regime taken and the cosine."""
+    def norm(g):
+        return g.norm(dim=-1, keepdim=True)
+
+    cos = (g_sam * g_erm).sum(-1, keepdim=True) / (norm(g_sam) * norm(g_erm)
+                                                   + 1e-12)
+    direction = (g_sam + g_erm) / (norm(g_sam + g_erm) + 1e-12)
+    projected = (g_sam * direction).sum(-1, keepdim=True) * direction
+    keep_sam = cos >= beta_up
+    use_erm = (cos <= beta_low) & (beta_low > 0) & ~keep_sam
+    grad = torch.where(keep_sam, g_sam, torch.where(use_erm, g_erm, projected))
+    regime = torch.where(keep_sam, 0, torch.where(use_erm, 2, 1)).squeeze(-1)
+    return grad, named(REGIMES, regime), cos.squeeze(-1)
 
 
 def gcscoop_update(model, batch: Batch, knobs: GcsCoOpKnobs) -> Step:

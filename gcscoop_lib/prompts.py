@@ -102,42 +102,59 @@ class TextEncoder(nn.Module):
 
     def encode(self, x: torch.Tensor, eot: torch.Tensor,
                shared: int) -> torch.Tensor:
-        """B x K x L x D prompt states -> B x K x E features, each group's
-        shared prefix encoded once: a group is stored as the rows
-        [shared prefix, rest of prompt 1, ..., rest of prompt K]."""
-        b, k, length, width = x.shape
-
-        def as_rows(states):   # B x K x L x D -> B x R x D
-            return torch.cat([states[:, 0, :shared],
-                              states[:, :, shared:].reshape(b, -1, width)], dim=1)
-
-        rows = as_rows(x)
-        # where each prompt's end-of-text position sits in its group's rows
-        eot_rows = torch.arange(k, device=x.device) * (length - shared) + eot
+        """B x K x L x D prompt states -> B x K x E features. A group's first
+        `shared` positions are kept once (B x S x D), the rest per prompt
+        (B x K x R x D): each block runs on both, and each prompt's rest
+        attends to its group's prefix and to itself."""
+        k = x.shape[1]
+        prefix, rest = x[:, 0, :shared], x[:, :, shared:]
         blocks = self.transformer.resblocks
         for i, block in enumerate(blocks):
-            out = self.attend(block.attn, block.ln_1(rows), k, shared)
-            if i < len(blocks) - 1:
-                out = as_rows(out)
-            else:   # only the end-of-text states are read: the last block runs on those alone
-                out, rows = (out[:, torch.arange(k, device=x.device), eot],
-                             rows[:, eot_rows])
-            rows = rows + block.ls_1(F.linear(
-                out, block.attn.out_proj.weight, block.attn.out_proj.bias))
-            rows = rows + block.ls_2(block.mlp(block.ln_2(rows)))
-        return self.project(self.ln_final(rows))
+            at_prefix, at_rest = self.attend(block.attn, block.ln_1(prefix),
+                                             block.ln_1(rest))
+            if i == len(blocks) - 1:
+                # only the end-of-text states are read out: the last block's
+                # feed-forward half runs on those alone
+                pick = (slice(None), torch.arange(k, device=x.device), eot - shared)
+                at_rest, rest = at_rest[pick], rest[pick]
+            else:
+                prefix = self.feed_forward(block, prefix, at_prefix)
+            rest = self.feed_forward(block, rest, at_rest)
+        return self.project(self.ln_final(rest))
 
     @staticmethod
-    def attend(attn: nn.MultiheadAttention, rows: torch.Tensor, k: int, shared: int) -> torch.Tensor:
-        """Causal self-attention of B groups of K prompts stored as rows, B x R x D -> B x K x L x D."""
-        b = len(rows)
-        qkv = F.linear(rows, attn.in_proj_weight, attn.in_proj_bias)
-        qkv = torch.cat([qkv[:, None, :shared].expand(-1, k, -1, -1),
-                         qkv[:, shared:].view(b, k, -1, qkv.shape[-1])], dim=2)
-        length = qkv.shape[2]
-        q, key, value = qkv.view(b * k, length, 3, attn.num_heads, -1).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(q, key, value, is_causal=True)
-        return out.transpose(1, 2).reshape(b, k, length, -1)
+    def feed_forward(block, states: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
+        """The rest of a block after its attention: the residual, then the MLP and its residual."""
+        states = states + block.ls_1(F.linear(
+            attended, block.attn.out_proj.weight, block.attn.out_proj.bias))
+        return states + block.ls_2(block.mlp(block.ln_2(states)))
+
+    @staticmethod
+    def attend(attn: nn.MultiheadAttention, prefix: torch.Tensor,
+               rest: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Causal self-attention of B groups of K prompts held as a shared
+        prefix (B x S x D) and each prompt's rest (B x K x R x D)."""
+        def heads(states):   # ... x N x D -> query, key, value: ... x H x N x D/H
+            qkv = F.linear(states, attn.in_proj_weight, attn.in_proj_bias)
+            return qkv.unflatten(-1, (3, attn.num_heads, -1)).movedim(-3, 0).transpose(-2, -3)
+
+        def merged(out):     # ... x H x N x D/H -> ... x N x D
+            return out.transpose(-2, -3).flatten(-2)
+
+        q_p, k_p, v_p = heads(prefix)
+        q_r, k_r, v_r = heads(rest)
+        scale = q_r.shape[-1] ** -0.5
+        # the prefix sees only itself; a prompt's rest sees the whole prefix
+        # and, causally, its own earlier positions
+        to_prefix = q_r @ k_p.unsqueeze(1).transpose(-1, -2) * scale
+        to_rest = q_r @ k_r.transpose(-1, -2) * scale
+        length = rest.shape[-2]
+        later = torch.ones(length, length, dtype=torch.bool, device=rest.device).triu(1)
+        weights = torch.cat([to_prefix, to_rest.masked_fill(later, float("-inf"))], -1).softmax(-1)
+        shared = prefix.shape[-2]
+        out_rest = weights[..., :shared] @ v_p.unsqueeze(1) + weights[..., shared:] @ v_r
+        out_prefix = F.scaled_dot_product_attention(q_p, k_p, v_p, is_causal=True)
+        return merged(out_prefix), merged(out_rest)
 
     def project(self, x: torch.Tensor) -> torch.Tensor:
         if self.text_projection is None:
@@ -285,13 +302,15 @@ class PromptedClip(nn.Module):
         return self.encode_prompts(self.learner())
 
     def encode_prompts(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """K x L x D prompt embeddings (or M x K x L x D, one set per member of a population)
+        -> normalised features, K x E (M x K x E)."""
         tokens = self.learner.token_ids()
         with autocast(self.clip.device):
             if self.text_chunk and len(tokens) > self.text_chunk:
                 features = torch.cat([
-                    checkpoint(self.text_encoder, embeddings[i:i + self.text_chunk], tokens[i:i + self.text_chunk],
-                               self.learner.shared, use_reentrant=False)
-                    for i in range(0, len(tokens), self.text_chunk)])
+                    checkpoint(self.text_encoder, embeddings[..., i:i + self.text_chunk, :, :],
+                               tokens[i:i + self.text_chunk], self.learner.shared, use_reentrant=False)
+                    for i in range(0, len(tokens), self.text_chunk)], dim=-2)
             else:
                 features = self.text_encoder(embeddings, tokens, self.learner.shared)
         return F.normalize(features.float(), dim=-1)

@@ -21,6 +21,7 @@ from .diagnostics import drift
 from .evaluation import accuracy
 from .methods import Batch
 from .models import Clip, load_clip
+from .population import Population
 from .prompts import SINGLE_TEMPLATE
 from .splits import PARTITIONS
 from .tasks import Task, prepare_task
@@ -123,7 +124,8 @@ def build_model(clip: Clip, run: "TrainConfig | Run", classnames: list[str], tem
 
 def train(run: "TrainConfig | Run", clip: Clip | None = None, task: Task | None = None, track: bool = False,
           progress: bool = False, split_dir=None) -> TrainResult:
-    """Train with the run's method (02_coop onwards).
+    """Train with the run's method (02_coop onwards): a population of one
+    (train_population).
 
     track=True evaluates base and new accuracy after every epoch, on the test split ("base",
     "new") and on validation ("val_base", "val_new": what a stopping rule reads), cheap since
@@ -132,19 +134,45 @@ def train(run: "TrainConfig | Run", clip: Clip | None = None, task: Task | None 
     """
     run = as_run(run)
     config = run.config
-    if not run.method.trains:
-        raise ValueError(f"{run.method.label} is not trained: evaluate it with evaluate_zero_shot")
     clip = clip or load_clip(config.model, config.pretrained)
     task = task or prepare_task(clip, config.dataset, config.shots, config.seed, config.views, split_dir,
                                 config.partition)
-    torch.manual_seed(config.seed)
-    model = build_model(clip, run, task.base_names, task.template)
-    new_model = model.for_classes(task.new_names) if track and task.new_names else None
-    initial = torch.cat([p.detach().reshape(-1) for p in model.params]).clone()
+    return train_population([run], clip, [task], track, progress)[0]
 
-    def batch_at(view, idx):
+
+def train_population(runs: list[Run], clip: Clip, tasks: list[Task], track: bool = False,
+                     progress: bool = False) -> list[TrainResult]:
+    """Train runs that share a task's classes, a method, its knobs and their steps as one
+    population (gcscoop_lib.population; 07_benchmark): each member draws its own batches with
+    its own generator and learns at its own rate, as it would alone. Returns one result per run;
+    each member's seconds are the population's time divided among its members."""
+    for run in runs:
+        if not run.method.trains:
+            raise ValueError(f"{run.method.label} is not trained: evaluate it with evaluate_zero_shot")
+    models = []
+    for run, task in zip(runs, tasks):
+        torch.manual_seed(run.config.seed)   # a model that draws its start (CoCoOp's meta-network) draws it alone
+        models.append(build_model(clip, run, task.base_names, task.template))
+    trackers = [_tracker(model, task, clip) for model, task in zip(models, tasks)] if track else None
+
+    def batch_at(member, view, idx):
+        task = tasks[member]
         return Batch(task.train_features[view, idx].to(clip.device), task.train_labels[idx].to(clip.device))
 
+    start = time.time()
+    histories, steps = fit(Population(models), runs, tasks[0].train_features.shape[0], len(tasks[0].train_labels),
+                           batch_at, (lambda member, row: trackers[member](row)) if track else None, progress)
+    seconds = (time.time() - start) / len(runs)
+    for run, history in zip(runs, histories):
+        warn_if_stuck(run, history)
+    return [TrainResult(*out, seconds) for out in zip(models, histories, steps)]
+
+
+def _tracker(model, task: Task, clip: Clip):
+    """What a tracked run adds to each epoch's row: accuracies of both halves on test and
+    validation, and the drift from zero-shot CLIP (diagnostics.drift)."""
+    new_model = model.for_classes(task.new_names) if task.new_names else None
+    initial = torch.cat([p.detach().reshape(-1) for p in model.params]).clone()
     halves = {"base": model, **({"new": new_model} if new_model is not None else {})}
 
     def after_epoch(row):
@@ -153,12 +181,7 @@ def train(run: "TrainConfig | Run", clip: Clip | None = None, task: Task | None 
             row[f"val_{half}"] = accuracy(prompted, *task.val[half])
         watched, half = (new_model, "new") if new_model is not None else (model, "base")
         row.update(drift(watched, initial, task.test[half][0].to(clip.device)))
-
-    start = time.time()
-    history, steps = fit(model, run, task.train_features.shape[0], len(task.train_labels), batch_at,
-                         after_epoch if track else None, progress)
-    warn_if_stuck(run, history)
-    return TrainResult(model, history, steps, time.time() - start)
+    return after_epoch
 
 
 def warn_if_stuck(run: Run, history: list[dict]) -> None:
@@ -173,7 +196,7 @@ def warn_if_stuck(run: Run, history: list[dict]) -> None:
                       f"{first:.3g} to {last:.3g}; lower the learning rate (now {run.config.lr:g})", stacklevel=3)
 
 
-def fit(model, run: Run, views: int, n: int, batch_at, after_epoch=None, progress: bool = False,
+def fit(model, runs: "Run | list[Run]", views: int, n: int, batch_at, after_epoch=None, progress: bool = False,
         on_step=None):
     """The loop itself (02_coop): shuffled batches of the n training examples, one of `views`
     cached views per example and epoch, the method's update, SGD. Returns (epochs, steps).
@@ -181,38 +204,58 @@ def fit(model, run: Run, views: int, n: int, batch_at, after_epoch=None, progres
     batch_at(view indices, example indices) gives a Batch; after_epoch(row) may add to an epoch's
     row; on_step(epoch, step index, Step) sees every update after the optimiser took it (to log
     or plot; what it records is no part of the run's stamp).
+
+    With a list of runs, `model` is their Population: each member draws its batches from its
+    own generator and learns at its own rate; batch_at and after_epoch then take the member's
+    index first, and one list of epochs and one of steps come back per member.
     """
-    config, update, knobs = run.config, run.method.update, run.knobs
-    optimizer = torch.optim.SGD(model.params, lr=config.lr, momentum=protocol.MOMENTUM,
-                                weight_decay=protocol.WEIGHT_DECAY)
-    generator = torch.Generator().manual_seed(config.seed)
+    if isinstance(runs, Run):
+        histories, steps = fit(Population([model]), [runs], views, n, lambda _, view, idx: batch_at(view, idx),
+                               after_epoch and (lambda _, row: after_epoch(row)), progress, on_step)
+        return histories[0], steps[0]
+    config, update, knobs = runs[0].config, runs[0].method.update, runs[0].knobs
+    per_member = len(model.params) // len(runs)
+    optimizer = torch.optim.SGD([{"params": model.params[m * per_member:(m + 1) * per_member], "lr": run.config.lr}
+                                 for m, run in enumerate(runs)],
+                                lr=config.lr, momentum=protocol.MOMENTUM, weight_decay=protocol.WEIGHT_DECAY)
+    generators = [torch.Generator().manual_seed(run.config.seed) for run in runs]
     batch_size = min(config.batch_size, n)
-    history, steps = [], []
+    histories, steps = [[] for _ in runs], [[] for _ in runs]
     epochs = range(config.epochs)
     if progress:
         from tqdm.auto import tqdm
-        epochs = tqdm(epochs, desc=f"{config.method} on {config.dataset}", leave=False)
+        epochs = tqdm(epochs, desc=f"{config.method} on {config.dataset}" + (f" x {len(runs)}" if len(runs) > 1 else ""),
+                      leave=False)
     for epoch in epochs:
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(epoch, config.epochs, config.lr)
-        order = torch.randperm(n, generator=generator)
-        view = torch.randint(views, (n,), generator=generator)
-        losses = []
+        for group, run in zip(optimizer.param_groups, runs):
+            group["lr"] = lr_at(epoch, config.epochs, run.config.lr)
+        draws = [(torch.randperm(n, generator=g), torch.randint(views, (n,), generator=g)) for g in generators]
+        losses = [[] for _ in runs]
         for s in range(n // batch_size):  # the last partial batch is dropped, as in Dassl
-            idx = order[s * batch_size:(s + 1) * batch_size]
-            step = update(model, batch_at(view[idx], idx), knobs)
-            if not torch.isfinite(step.loss) or not torch.isfinite(step.grad).all():
+            batches = []
+            for member, (order, view) in enumerate(draws):
+                idx = order[s * batch_size:(s + 1) * batch_size]
+                batches.append(batch_at(member, view[idx], idx))
+            step = update(model, Batch(torch.stack([b.features for b in batches]),
+                                       torch.stack([b.labels for b in batches])), knobs)
+            finite = torch.isfinite(step.loss) & torch.isfinite(step.grad).all(-1)
+            if not finite.all():
+                bad = int((~finite).nonzero()[0])
                 raise FloatingPointError(
-                    f"non-finite loss or gradient ({step.loss.item()}) in {config.method} at epoch {epoch}, "
-                    f"step {s}: lower the learning rate (now {config.lr})")
+                    f"non-finite loss or gradient ({step.loss[bad].item()}) in {config.method} (seed "
+                    f"{runs[bad].config.seed}) at epoch {epoch}, step {s}: lower the learning rate (now "
+                    f"{runs[bad].config.lr})")
             methods.assign_grad(model.params, step.grad)   # replaces .grad: no zero_grad needed
             optimizer.step()
-            losses.append(step.loss.item())
-            steps.append({"epoch": epoch, "loss": losses[-1], **step.info})
+            info = {k: v.tolist() if isinstance(v, torch.Tensor) else v for k, v in step.info.items()}
+            for member, loss in enumerate(step.loss.tolist()):
+                losses[member].append(loss)
+                steps[member].append({"epoch": epoch, "loss": loss, **{k: v[member] for k, v in info.items()}})
             if on_step:
                 on_step(epoch, s, step)
-        row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "loss": sum(losses) / max(len(losses), 1)}
-        if after_epoch:
-            after_epoch(row)
-        history.append(row)
-    return history, steps
+        for member, group in enumerate(optimizer.param_groups):
+            row = {"epoch": epoch + 1, "lr": group["lr"], "loss": sum(losses[member]) / max(len(losses[member]), 1)}
+            if after_epoch:
+                after_epoch(member, row)
+            histories[member].append(row)
+    return histories, steps

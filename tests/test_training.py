@@ -123,7 +123,7 @@ def test_a_non_finite_gradient_alone_stops_training(clip, task):
         return methods.Step(loss, grad * float("nan"))
 
     run = with_update(TrainConfig(dataset="shapes", shots=4, epochs=2, batch_size=8, lr=0.05), broken)
-    with pytest.raises(FloatingPointError, match=r"non-finite loss or gradient .* in coop at epoch 0, step 0: "
+    with pytest.raises(FloatingPointError, match=r"non-finite loss or gradient .* in coop \(seed 1\) at epoch 0, step 0: "
                                                  r"lower the learning rate \(now 0.05\)"):
         train(run, clip, task)
 

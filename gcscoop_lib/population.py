@@ -1,0 +1,98 @@
+"""Many runs trained as one (07_benchmark): a population.
+
+A run is hundreds of small operations whose fixed cost dominates on a CPU, so runs that share
+a task's classes, a method, its knobs and a number of steps (ten seeds of one method on one
+task, the learning rates of a recipe grid) train together: their contexts are stacked, every
+member's prompts go through one call of the text encoder, and each member's loss is its own,
+so the gradient of their sum is, member by member, the gradient of each run alone.
+
+Each member keeps its own learned tensors (its own leaves, so the optimiser gives each its own
+learning rate) and its own solo model, which is what is evaluated and stored afterwards. The
+update rules of gcscoop_lib.methods are written along the last dimension, so they take a
+population as they take one run.
+
+Why a leading member dimension and not torch.func.vmap over the one-run update: the updates
+differentiate with torch.autograd.grad and read decisions back into Python (ProGrad's
+conflict, GCSCoOp's regime), neither of which vmap can trace; a vmap version would need every
+update rewritten in torch.func's functional style.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+
+from .cocoop import CoCoOpModel
+from .devices import autocast
+from .prompts import PromptedClip
+
+# A run's config fields that members of one population may not differ in (they may differ in
+# seed and learning rate only).
+SHARED_FIELDS = ("method", "dataset", "model", "pretrained", "shots", "epochs", "batch_size", "n_ctx",
+                 "ctx_init", "position", "class_specific", "views", "partition", "knobs")
+
+
+def population_key(config) -> str:
+    """What runs must share to train as one population."""
+    values = dataclasses.asdict(config)
+    return repr([(name, values[name]) for name in SHARED_FIELDS])
+
+
+def populations(runs: list, size: int) -> list[list]:
+    """Runs grouped into populations of at most `size` members, in their first-seen order."""
+    groups: dict[str, list] = {}
+    for run in runs:
+        groups.setdefault(population_key(run.config), []).append(run)
+    return [members[i:i + size] for members in groups.values() for i in range(0, len(members), size)]
+
+
+class Population:
+    """M solo models of one task's classes trained as one (07_benchmark): what the update rules
+    use of a model (methods.PromptModel), with a leading member dimension. Image features and
+    labels come in as M x B x D and M x B; logits go out as M x B x K."""
+
+    def __init__(self, members: list):
+        first = members[0]
+        for other in members[1:]:
+            if other.learner.classnames != first.learner.classnames or type(other) is not type(first):
+                raise ValueError("a population's members must be models of one kind over the same classes")
+        self.members = members
+        self.clip, self.learner, self.logit_scale = first.clip, first.learner, first.logit_scale
+        self.zs_text = first.zs_text          # the hand-written prompt's features: the same for every member
+        # CoOp's and CoCoOp's models are batched here; any other model class runs member by member
+        self.kind = {PromptedClip: "shared", CoCoOpModel: "per_image"}.get(type(first), "own")
+
+    @property
+    def params(self) -> list[torch.Tensor]:
+        """Every member's learned tensors, member by member (flat gradients are M x P)."""
+        return [p for member in self.members for p in member.params]
+
+    def text_features(self) -> torch.Tensor:
+        """Each member's class features, M x K x E: every member's prompts in one encoder call."""
+        if self.kind == "per_image":
+            raise ValueError("CoCoOp's text features depend on the image: call logits(image_features)")
+        if self.kind == "own":
+            return torch.stack([member.text_features() for member in self.members])
+        return self.members[0].encode_prompts(torch.stack([member.learner() for member in self.members]))
+
+    def logits(self, image_features: torch.Tensor, text_features: torch.Tensor | None = None) -> torch.Tensor:
+        if self.kind == "per_image":
+            return self.image_logits(image_features)
+        if self.kind == "own" and text_features is None:
+            return torch.stack([m.logits(f) for m, f in zip(self.members, image_features)])
+        text = self.text_features() if text_features is None else text_features
+        return self.logit_scale * image_features @ text.transpose(-1, -2)
+
+    def image_logits(self, image_features: torch.Tensor) -> torch.Tensor:
+        """CoCoOp: every member's per-image prompts (M x B images) in one encoder call."""
+        prompts = torch.stack([m.image_prompts(f) for m, f in zip(self.members, image_features)])
+        members, images, classes = prompts.shape[:3]
+        encoder, learner = self.members[0].text_encoder, self.learner
+        with autocast(self.clip.device):
+            text = encoder(prompts.flatten(0, 1), learner.token_ids(), learner.shared)
+        text = F.normalize(text.float(), dim=-1).view(members, images, classes, -1)
+        return self.logit_scale * torch.einsum("mbe,mbke->mbk", image_features, text)
+
+    def zero_shot_logits(self, image_features: torch.Tensor) -> torch.Tensor:
+        return self.logit_scale * image_features @ self.zs_text.T

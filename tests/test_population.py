@@ -1,0 +1,76 @@
+"""Many runs as one: a member of a population computes what its run computes alone (the same
+batches in the same order, its own SAM step, GCSCoOp regime and learning rate), so a record
+made by a population is the record of its run."""
+import pytest
+import torch
+
+from gcscoop_lib import evaluation, population
+from gcscoop_lib.tasks import prepare_task
+from gcscoop_lib.training import TrainConfig, train, train_population
+
+SMALL = dict(dataset="shapes", shots=4, epochs=3, batch_size=4)
+KNOBS = {"gcscoop": {"rho": 0.2, "beta_low": 0.4, "beta_up": 0.6}}
+
+
+def configs(method: str, **extra) -> list[TrainConfig]:
+    """Three seeds, one of them at another learning rate (a recipe grid's members)."""
+    recipe = dict(SMALL, **extra)
+    return [TrainConfig(method=method, seed=seed, lr=lr, knobs=KNOBS.get(method, {}), **recipe)
+            for seed, lr in ((1, 0.01), (2, 0.01), (3, 0.02))]
+
+
+@pytest.fixture(scope="module")
+def tasks(clip, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("splits")
+    return {seed: prepare_task(clip, "shapes", 4, seed, split_dir=folder) for seed in (1, 2, 3)}
+
+
+def flat(model) -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1) for p in model.params])
+
+
+@pytest.mark.parametrize("method,extra", [("coop", {}), ("kgcoop", {}), ("sam", {}), ("gcscoop", {}),
+                                          ("cocoop", {"epochs": 2, "batch_size": 1})])
+def test_a_member_is_its_solo_run(clip, tasks, method, extra):
+    runs = [c.resolve() for c in configs(method, **extra)]
+    together = train_population(runs, clip, [tasks[r.config.seed] for r in runs])
+    for run, member in zip(runs, together):
+        alone = train(run, clip, tasks[run.config.seed])
+        assert torch.allclose(flat(member.model), flat(alone.model), rtol=1e-5, atol=1e-7), run.config.seed
+        assert [s["epoch"] for s in member.steps] == [s["epoch"] for s in alone.steps]
+        assert [s["loss"] for s in member.steps] == pytest.approx([s["loss"] for s in alone.steps], rel=1e-5)
+        if method == "gcscoop":   # each member takes its own regime, step by step
+            assert [s["regime"] for s in member.steps] == [s["regime"] for s in alone.steps]
+        task = tasks[run.config.seed]
+        ours, theirs = (evaluation.evaluate_prompt(m.model, task) for m in (member, alone))
+        assert (round(ours["base"], 1), round(ours["new"], 1)) == (round(theirs["base"], 1), round(theirs["new"], 1))
+    assert len({tuple(flat(m.model)[:8].tolist()) for m in together}) == 3   # three different runs
+
+
+def test_prograd_members_agree_with_their_solo_runs_in_distribution(clip, tasks):
+    """ProGrad's general gradient is a difference of nearly equal softmaxes, so rounding can
+    flip a conflict decision late in a run: members and solo runs agree closely, not bit for bit."""
+    runs = [c.resolve() for c in configs("prograd")]
+    together = train_population(runs, clip, [tasks[r.config.seed] for r in runs])
+    for run, member in zip(runs, together):
+        alone = train(run, clip, tasks[run.config.seed])
+        assert [s["conflict"] for s in member.steps[:10]] == [s["conflict"] for s in alone.steps[:10]]
+        assert torch.allclose(flat(member.model), flat(alone.model), rtol=1e-3, atol=1e-5)
+
+
+def test_runs_group_into_populations_by_what_they_share():
+    a, b, c = (TrainConfig(method="coop", seed=s, **SMALL).resolve() for s in (1, 2, 3))
+    other_knobs = TrainConfig(method="sam", seed=1, **SMALL).resolve()
+    other_lr = TrainConfig(method="coop", seed=4, lr=0.5, **SMALL).resolve()
+    groups = population.populations([a, other_knobs, b, c, other_lr], size=3)
+    assert groups == [[a, b, c], [other_lr], [other_knobs]]   # a learning rate is a member's own
+    assert population.populations([a, b, c, other_lr], size=2) == [[a, b], [c, other_lr]]
+
+
+def test_a_population_refuses_members_of_different_classes(clip, tasks):
+    coop = configs("coop")[0].resolve()
+    from gcscoop_lib.training import build_model
+    one = build_model(clip, coop, tasks[1].base_names)
+    other = build_model(clip, coop, tasks[1].new_names)
+    with pytest.raises(ValueError, match="same classes"):
+        population.Population([one, other])
