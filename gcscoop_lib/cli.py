@@ -116,9 +116,9 @@ def cmd_benchmark(args) -> None:
     runner = runs.Runner(args.results, args.device, progress=True, borrow_from=("tuning_runs.jsonl",))
     if args.jobs > 1 and not args.force:   # train in parallel first: single-threaded runs come out alike
         todo = [c for c in configs if runner.current(c.resolve()) is None and c.resolve().key not in runner.lendable]
-        sweeps.sweep(todo, args.results, "local", args.jobs, args.device)
+        sweeps.sweep(todo, args.results, "local", args.jobs, args.device, track=args.track)
         runner = runs.Runner(args.results, args.device, progress=True, borrow_from=("tuning_runs.jsonl",))
-    done = [runner.run(c, force=args.force) for c in configs]
+    done = [runner.run(c, force=True) for c in configs] if args.force else runner.run_many(configs, args.track)
     table = reports.summarise(done)
     order = [m for m in methods.METHODS if m in args.methods]
     report = reports.markdown_report(table, order, args.datasets)
@@ -150,6 +150,9 @@ def cmd_protocol(args) -> None:
         configs = protocols.protocol_configs(tuned, args.datasets, args.shots or protocols.FEW_SHOTS,
                                              args.seeds or protocol.SEEDS)
         sweeps.sweep(configs, args.results, "local", args.jobs, args.device)
+        if "stopping" in names:
+            stopping = protocols.stopping_configs(tuned, args.datasets, args.seeds or protocols.STOPPING_SEEDS)
+            sweeps.sweep(stopping, args.results, "local", args.jobs, args.device, track=True)
     runner = runs.Runner(args.results, args.device)
     for name in names:
         rows = protocols.results(name, runner, tuned, **arguments[name])
@@ -265,6 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1, help="train the missing runs in this many processes first")
     p.add_argument("--tuning", type=Path, default=None)
     p.add_argument("--force", action="store_true")
+    p.add_argument("--track", action="store_true", help="train the runs tracked: per-epoch accuracies and drift "
+                                                       "stored with their solutions (the stopping protocol reads them)")
     p.set_defaults(func=cmd_benchmark)
     p = sub.add_parser("protocol", help="few-shot learning, domain shift, cross-task transfer, saliency or "
                                         "stopping by validation on the embedded tasks; writes "

@@ -131,6 +131,9 @@ def few_shot(runner, tuned: dict, datasets_=None, shots=FEW_SHOTS, seeds=protoco
     for k in shots:
         epochs_for(k, 2)   # one clear error for a bad K before anything runs
     clip = dict(model=model, pretrained=pretrained)
+    prompts = [e for e in entries if e in PROMPT_METHODS]
+    runner.run_many([all_class_config(e, d, k, s, tuned, **clip) for e in prompts for d in names for k in shots
+                     for s in seeds])
     rows = []
     for dataset in names:
         for k in shots:
@@ -191,6 +194,11 @@ class _Classifiers:
         return 100.0 * probe.score(cached_features(self.clip, images).double().numpy(), images.labels)
 
 
+def sixteen_shot_configs(tuned: dict, names: list[str], seeds, entries) -> list[TrainConfig]:
+    """The 16-shot all-class runs behind the prompt entries: trained together before a protocol reads them."""
+    return [all_class_config(e, d, 16, s, tuned) for e in entries if e in PROMPT_METHODS for d in names for s in seeds]
+
+
 DOMAIN_METHODS = ("zeroshot", "linear_probe") + PROMPT_METHODS
 TRANSFER_METHODS = ("zeroshot",) + PROMPT_METHODS
 
@@ -218,6 +226,7 @@ def domains(runner, tuned: dict, datasets_=None, seeds=protocol.SEEDS, entries=D
     """Each 16-shot solution on its task's fixed test subset in the world's styles: the task's
     own (the source) and the others (the targets)."""
     names, styles = check_tasks(datasets_), check_styles(styles)
+    runner.run_many(sixteen_shot_configs(tuned, names, seeds, entries))
     rows = []
     for seed in seeds:
         classify = _Classifiers(runner, tuned, seed)
@@ -242,6 +251,7 @@ def transfer(runner, tuned: dict, sources=None, targets=None, seeds=protocol.SEE
     sources, targets = check_tasks(sources), check_tasks(targets)
     if not any(s != t for s in sources for t in targets):
         raise ValueError(f"source and target are both {sources[0]}: a transfer needs another task as its target")
+    runner.run_many(sixteen_shot_configs(tuned, sources, seeds, entries))
     rows = []
     for seed in seeds:
         classify = _Classifiers(runner, tuned, seed)
@@ -313,6 +323,8 @@ def saliency_shares(runner, tuned: dict, datasets_=None, seeds=protocol.SEEDS,
     images (base-to-new solutions on CoOp's partition), per task and seed, with the mask's own
     share of the image: what a saliency spread evenly would score."""
     rows = []
+    runner.run_many([base_to_new_config(e, d, s, tuned) for e in entries if e != "zeroshot"
+                     for d in datasets_ or mask_tasks() for s in seeds])
     for dataset in datasets_ or mask_tasks():
         for seed in seeds:
             config = base_to_new_config("zeroshot", dataset, seed, tuned)
@@ -365,7 +377,13 @@ def epoch_curve(runner, tuned: dict, method: str, dataset: str, seed: int) -> di
 
 def stopping(runner, tuned: dict, datasets_=None, seeds=STOPPING_SEEDS, entries=STOPPING_METHODS) -> list[dict]:
     """Every entry's base-to-new runs on CoOp's partition, epoch by epoch (04_sam)."""
+    runner.run_many(stopping_configs(tuned, datasets_, seeds, entries), track=True)
     return [epoch_curve(runner, tuned, e, d, s) for e in entries for d in check_tasks(datasets_) for s in seeds]
+
+
+def stopping_configs(tuned: dict, datasets_=None, seeds=STOPPING_SEEDS, entries=STOPPING_METHODS) -> list[TrainConfig]:
+    """The base-to-new runs the stopping protocol reads (trained tracked)."""
+    return [base_to_new_config(e, d, s, tuned) for e in entries for d in check_tasks(datasets_) for s in seeds]
 
 
 def stopped_at(curve: dict, rule: str) -> int:

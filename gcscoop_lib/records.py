@@ -70,14 +70,16 @@ def versions() -> dict:
             "python": platform.python_version()}
 
 
-def make_record(run, scores: dict, val: dict, seconds: float, device) -> dict:
+def make_record(run, scores: dict, val: dict, seconds: float, device, population: int = 1) -> dict:
     """A run's record: its key, stamp and config, test scores (base, new, H, per class),
-    validation scores, time and versions."""
+    validation scores, time (its share of its population's, when it trained in one) and
+    versions."""
     config = run.config
     return {"key": run.key, "stamp": run_stamp(config), "method": config.method, "dataset": config.dataset,
             "seed": config.seed, "shots": config.shots, "config": dataclasses.asdict(config),
             "base": scores["base"], "new": scores["new"], "H": scores["H"], "per_class": scores["per_class"],
-            "val": {k: val[k] for k in ("base", "new", "H")}, "seconds": seconds, "device": str(device),
+            "val": {k: val[k] for k in ("base", "new", "H")}, "seconds": seconds, "population": population,
+            "device": str(device),
             "versions": versions()}
 
 

@@ -12,11 +12,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import evaluation, records, settings, splits, stamps
+from . import evaluation, population, records, settings, splits, stamps
 from .models import load_clip
 from .records import StoredSolution
 from .tasks import Task, prepare_task
-from .training import Run, TrainConfig, as_run, build_model, train
+from .training import Run, TrainConfig, as_run, build_model, train, train_population
 
 
 @dataclass
@@ -109,42 +109,88 @@ class Runner:
         if not run.method.trains:
             raise ValueError(f"{run.method.label} is not trained and has no solution: use run() for its record")
         found = None if force else self.current(run)
-        if found is not None:
-            record, folder = found
-            for where in dict.fromkeys((folder, self.dir)):   # a book's run trained here keeps its solution here
-                stored = records.load_solution(where, run.key, record["stamp"])
-                if stored is not None and (stored.tracked == stamps.tracking_version() or not track):
-                    task = self.task(run.config)
-                    model = build_model(self.clip(run.config), run, task.base_names, task.template)
-                    return Solution(run, record, model.load_learned(stored.learned), stored.steps, stored.history,
-                                    False, where)
+        stored = None if found is None else self._stored_solution(run, found, track)
+        if stored is not None:
+            solution, where = stored
+            task = self.task(run.config)
+            model = build_model(self.clip(run.config), run, task.base_names, task.template)
+            return Solution(run, found[0], model.load_learned(solution.learned), solution.steps, solution.history,
+                            False, where)
         record, result = self._execute(run, track, keep_record=found is None)
         return Solution(run, record, result.model, result.steps if track else [], result.history, True, self.dir)
+
+    def _stored_solution(self, run: Run, found: tuple[dict, Path], track: bool):
+        """A current record's stored solution and its folder (a tracked one if track asks), or None."""
+        record, folder = found
+        for where in dict.fromkeys((folder, self.dir)):   # a book's run trained here keeps its solution here
+            stored = records.load_solution(where, run.key, record["stamp"])
+            if stored is not None and (stored.tracked == stamps.tracking_version() or not track):
+                return stored, where
+        return None
+
+    def run_many(self, configs: list, track: bool = False) -> list[dict]:
+        """Every config's record (07_benchmark): current ones loaded, the trained runs missing
+        trained together as populations of at most `settings.population` members
+        (gcscoop_lib.population), each member's record and solution stored as its run's alone
+        would be. track=True also asks for tracked solutions (the stopping rules' curves)."""
+        runs = list({r.key: r for r in map(as_run, configs)}.values())
+        missing = [run for run in runs if run.method.trains and self.needs(run, track)]
+        for group in population.populations(missing, settings.current().population):
+            self._execute_population(group, track)
+        return [self.run(config) for config in configs]
+
+    def needs(self, run: Run, track: bool = False) -> bool:
+        """Whether a run must be done: no current record (none to borrow either), or no tracked
+        solution where track asks for one."""
+        found = self.current(run)
+        lent = self.lendable.get(run.key)
+        if found is None and lent is not None and self.is_current(lent):   # the same run, made by `tune`
+            self._keep(lent)
+            found = (lent, self.dir)
+        if found is None:
+            return True
+        return track and run.method.trains and self._stored_solution(run, found, track) is None
+
+    def _execute_population(self, runs: list[Run], track: bool) -> None:
+        clip = self.clip(runs[0].config)
+        tasks = [self.task(run.config) for run in runs]
+        for run, task, result in zip(runs, tasks, train_population(runs, clip, tasks, track, self.progress)):
+            self._store(run, task, result, track, result.seconds, len(runs))
 
     def _execute(self, run: Run, track: bool, keep_record: bool = True):
         config = run.config
         clip, task = self.clip(config), self.task(config)
-        start = time.time()
-        result = None
         if not run.method.trains:
+            start = time.time()
             test = evaluation.evaluate_zero_shot(clip, task, split="test")
             val = evaluation.evaluate_zero_shot(clip, task, split="val")
-        else:
-            result = train(run, clip, task, track=track, progress=self.progress)
-            test = evaluation.evaluate_prompt(result.model, task, "test")
-            val = evaluation.evaluate_prompt(result.model, task, "val")
-        record = records.make_record(run, test, val, time.time() - start, clip.device)
-        if result is not None:
-            steps = result.steps if track else []   # the per-step log is kept for tracked runs
-            records.save_solution(self.dir, run.key, record["stamp"],
-                                  StoredSolution(result.model.learned(), steps, result.history,
-                                                 stamps.tracking_version() if track else None))
+            record = records.make_record(run, test, val, time.time() - start, clip.device)
+            self._keep(record)
+            self.trained.append(run.key)
+            return record, None
+        result = train(run, clip, task, track=track, progress=self.progress)
+        return self._store(run, task, result, track, result.seconds, 1, keep_record), result
+
+    def _store(self, run: Run, task, result, track: bool, seconds: float, members: int,
+               keep_record: bool | None = None) -> dict:
+        """Evaluate a trained run, store its solution and (unless a current one is kept) its record."""
+        start = time.time()
+        test = evaluation.evaluate_prompt(result.model, task, "test")
+        val = evaluation.evaluate_prompt(result.model, task, "val")
+        record = records.make_record(run, test, val, seconds + time.time() - start, result.model.clip.device,
+                                     population=members)
+        steps = result.steps if track else []   # the per-step log is kept for tracked runs
+        records.save_solution(self.dir, run.key, record["stamp"],
+                              StoredSolution(result.model.learned(), steps, result.history,
+                                             stamps.tracking_version() if track else None))
+        if keep_record is None:
+            keep_record = self.current(run) is None
         if keep_record:
             self._keep(record)
         else:
             record = self.current(run)[0]
         self.trained.append(run.key)
-        return record, result
+        return record
 
     def _keep(self, record: dict) -> None:
         records.append_record(self.path, record)

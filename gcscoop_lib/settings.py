@@ -24,6 +24,7 @@ VARIABLES = {  # field -> (environment variable, what it sets)
     "data_root": ("GCSCOOP_DATA", "the papers' datasets"),
     "compile": ("GCSCOOP_COMPILE", "1: torch.compile the text encoder"),
     "text_chunk": ("GCSCOOP_TEXT_CHUNK", "encode class prompts this many at a time (0: all at once)"),
+    "population": ("GCSCOOP_POPULATION", "train at most this many runs of a sweep together (1: each alone)"),
     "paper_model": ("GCSCOOP_PAPER_MODEL", "the CLIP of the 'paper' profile"),
     "paper_pretrained": ("GCSCOOP_PAPER_PRETRAINED", "its pretrained tag"),
 }
@@ -48,6 +49,7 @@ class Settings:
     data_root: Path
     compile: bool
     text_chunk: int
+    population: int
     paper_model: str
     paper_pretrained: str | None
 
@@ -79,6 +81,7 @@ def current() -> Settings:
         data_root=Path(env("data_root", str(Path.home() / "data"))),
         compile=_flag("GCSCOOP_COMPILE", env("compile", "0")),
         text_chunk=_count("GCSCOOP_TEXT_CHUNK", env("text_chunk", "0")),
+        population=max(1, _count("GCSCOOP_POPULATION", env("population", "16"))),
         paper_model=env("paper_model", "ViT-B-16"),
         paper_pretrained=env("paper_pretrained", "openai"),
     )

@@ -26,7 +26,7 @@ def grid(spec: dict) -> list[dict]:
 
 def validation_scores(runner: Runner, configs: list[TrainConfig]) -> dict:
     """Validation base, new and H averaged over datasets, with H's standard error over seeds."""
-    done = [runner.run(c) for c in configs]
+    done = runner.run_many(configs)
     seeds = sorted({r["seed"] for r in done})
     base = sum(r["val"]["base"] for r in done) / len(done)
     new = sum(r["val"]["new"] for r in done) / len(done)
@@ -79,6 +79,8 @@ def tune(datasets: list[str], runner: Runner, seeds=protocol.TUNING_SEEDS, log=p
         return [TrainConfig(method=method, dataset=d, seed=s, knobs=knobs or {}, **recipe)
                 for d in datasets for s in seeds]
 
+    # the whole grid first, so that its learning rates and seeds train together as populations
+    runner.run_many([c for recipe in grid(protocol.RECIPE_GRID) for c in configs("coop", recipe)])
     recipes = []
     for recipe in grid(protocol.RECIPE_GRID):
         score = validation_scores(runner, configs("coop", recipe))
@@ -93,6 +95,7 @@ def tune(datasets: list[str], runner: Runner, seeds=protocol.TUNING_SEEDS, log=p
         values = {k: list(v) for k, v in method.grid.items()}
         defaults = {k: getattr(method.knobs(), k) for k in values}
         trials[method.name] = []
+        runner.run_many([c for knobs in grid(values) for c in configs(method.name, recipe, knobs)])
         while True:
             tried = [{k: t[k] for k in values} for t in trials[method.name]]
             for knobs in grid(values):

@@ -74,3 +74,21 @@ def test_a_population_refuses_members_of_different_classes(clip, tasks):
     other = build_model(clip, coop, tasks[1].new_names)
     with pytest.raises(ValueError, match="same classes"):
         population.Population([one, other])
+
+
+def test_a_sweep_trains_populations_and_stores_one_record_per_run(tmp_path):
+    from gcscoop_lib import sweeps
+    from gcscoop_lib.runs import Runner
+
+    runner = Runner(tmp_path, device="cpu")
+    wanted = configs("sam") + [TrainConfig(method="zeroshot", **SMALL)]
+    done = runner.run_many(wanted)
+    assert [r["key"] for r in done] == [c.resolve().key for c in wanted]
+    assert [r.get("population") for r in done] == [3, 3, 3, 1]
+    alone = Runner(tmp_path, device="cpu")               # a reader's single run finds its record and solution
+    assert alone.run(wanted[1]) == done[1] and not alone.solution(wanted[1]).trained_now and alone.trained == []
+    assert alone.run_many(wanted) == done and alone.trained == []
+    runs = [c.resolve() for c in configs("coop") + configs("sam") + configs("coop", epochs=6)]
+    chunks = sweeps.share(runs, 2)                        # whole populations to a job, the work balanced
+    assert sorted(len(c) for c in chunks) == [3, 6]
+    assert {r.key for c in chunks for r in c} == {r.key for r in runs}

@@ -182,7 +182,8 @@ def test_transfer_rows_keep_zero_shot_once_per_target(clip, monkeypatch):
 
     monkeypatch.setattr(protocols, "_Classifiers", Fake)
     monkeypatch.setattr(protocols, "target_set", lambda name: None)
-    rows = protocols.transfer(types.SimpleNamespace(), TUNED, sources=["digits", "shapes"], targets=["digits", "shapes"],
+    rows = protocols.transfer(types.SimpleNamespace(run_many=lambda configs: None), TUNED,
+                              sources=["digits", "shapes"], targets=["digits", "shapes"],
                               seeds=[1], entries=("zeroshot", "coop"))
     assert sorted((r["method"], r["source"], r["target"]) for r in rows) == [
         ("coop", "digits", "digits"), ("coop", "digits", "shapes"), ("coop", "shapes", "digits"),

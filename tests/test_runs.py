@@ -67,8 +67,8 @@ def test_a_bumped_update_rule_recomputes_only_its_own_records(tmp_path, monkeypa
 
     def flipped(model, batch, knobs):
         text = model.text_features()
-        ce = torch.nn.functional.cross_entropy(model.logits(batch.features, text), batch.labels)
-        knowledge = 1 - torch.nn.functional.cosine_similarity(text, model.zs_text, dim=-1).mean()
+        ce = methods.cross_entropy(model.logits(batch.features, text), batch.labels)
+        knowledge = 1 - torch.nn.functional.cosine_similarity(text, model.zs_text, dim=-1).mean(-1)
         return methods.Step(ce, methods.flat_grad(ce - knobs.lam * knowledge, model.params))
 
     monkeypatch.setitem(methods.METHODS, "kgcoop",

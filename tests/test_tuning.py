@@ -3,6 +3,7 @@ reading the choice back."""
 import dataclasses
 import json
 import math
+import types
 
 import pytest
 
@@ -17,15 +18,20 @@ def test_grid_is_every_combination_in_order():
 
 
 class Runs:
-    """A stand-in runner: each run's validation scores come from `score(config)` (base, new)."""
+    """A stand-in runner: each run's validation scores come from `score(config)` (base, new);
+    `asked` lists each config once, as a runner does each run once."""
 
     def __init__(self, score):
         self.score, self.asked = score, []
 
     def run(self, config):
-        self.asked.append(config)
+        if repr(config) not in map(repr, self.asked):
+            self.asked.append(config)
         base, new = self.score(config)
         return {"seed": config.seed, "val": {"base": base, "new": new}}
+
+    def run_many(self, configs):
+        return [self.run(c) for c in configs]
 
 
 def test_validation_scores_average_datasets_and_give_h_a_standard_error_over_seeds():
@@ -77,7 +83,8 @@ def test_tune_extends_a_grid_whose_choice_sits_on_its_edge(monkeypatch):
         return {"base": 70.0 + (c.lr == 0.01), "new": 70.0, "H": 70.0 + rise, "H_se": 0.01}
 
     monkeypatch.setattr(tuning, "validation_scores", scores)
-    tuned = tuning.tune(["fashion"], runner=None, seeds=(1,), log=lambda line: None)
+    tuned = tuning.tune(["fashion"], runner=types.SimpleNamespace(run_many=lambda configs: []), seeds=(1,),
+                        log=lambda line: None)
     tried = [t["lam"] for t in tuned["knob_trials"]["kgcoop"]]
     assert tried == [2.0, 4.0, 8.0, 16.0, 32.0, 64.0]
     assert tuned["knobs"]["kgcoop"] == {"lam": 64.0}
