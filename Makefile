@@ -10,7 +10,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export OMP_NUM_THREADS ?= 1
 export PYTHONHASHSEED := 0
 
-.PHONY: install data browser benchmark chapters html book lab test unit nbval mutation clean
+.PHONY: install data browser tuning benchmarks protocols benchmark chapters html book lab test unit nbval mutation pipeline clean
 
 # The editable install's PYTHONWARNINGS drops the one note setuptools gives every editable install of a
 # flat layout, which pip prints as a warning ("Editable installation. Please be careful with folders in your
@@ -41,12 +41,19 @@ browser:
 TEN_SEEDS := 1 2 3 4 5 6 7 8 9 10
 SEEDED := zeroshot coop prograd kgcoop sam gcscoop
 
-benchmark: install data
+# The stages of `make book`, each a target of its own (benchmarks/pipeline.py times them one by one).
+tuning: install data
 	$(BIN)/python -m gcscoop_lib tune --results results --if-stale
+
+benchmarks: tuning
 	$(BIN)/python -m gcscoop_lib benchmark --results results --jobs 2 --name benchmark_10_seeds --seeds $(TEN_SEEDS) --methods $(SEEDED) --track
 	$(BIN)/python -m gcscoop_lib benchmark --results results --jobs 2
 	$(BIN)/python -m gcscoop_lib benchmark --results results --jobs 2 --name benchmark_reversed --partition reversed --seeds $(TEN_SEEDS) --methods $(SEEDED)
+
+protocols: benchmarks
 	$(BIN)/python -m gcscoop_lib protocol all --jobs 2 --results results
+
+benchmark: protocols
 
 chapters: install data
 	$(BIN)/python scripts/run_book.py
@@ -79,6 +86,11 @@ mutation: install data
 	$(BIN)/mutmut run --max-children 1 || true
 	$(BIN)/mutmut results --all true > results/mutation.txt
 	$(BIN)/python scripts/mutation_score.py results/mutation.txt
+
+# Every number of the book from nothing, timed stage by stage, and a ten-seed sweep with and
+# without populations (results/pipeline_cpu.md): it deletes and regenerates the stored records.
+pipeline: install data
+	$(BIN)/python benchmarks/pipeline.py --regenerate
 
 clean:
 	rm -rf _build mutants

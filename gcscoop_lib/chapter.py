@@ -143,8 +143,8 @@ class Chapter:
         if records not in self._runners:
             self._runners[records] = Runner(self.runner.dir, self.runner.device, records)
         runner = self._runners[records]
-        done = [runner.run(self.config(m, d, s, recipe, partition, **knobs)) for m in method_names
-                for d in datasets or self.datasets for s in seeds]
+        done = runner.run_many([self.config(m, d, s, recipe, partition, **knobs) for m in method_names
+                                for d in datasets or self.datasets for s in seeds])
         return Table(done, reports.summarise(done))
 
     def world(self) -> tuple[Runner, dict]:
