@@ -55,17 +55,20 @@ def flatness(model: PromptedClip, features: torch.Tensor, labels: torch.Tensor, 
 
 
 @torch.no_grad()
-def drift(model, start: torch.Tensor, features: torch.Tensor) -> dict:
+def drift(model, start: torch.Tensor, features: torch.Tensor, text: torch.Tensor | None = None) -> dict:
     """How far a model has moved from zero-shot CLIP (02_coop, 03_prograd): the KL divergence
     KL(zero-shot || prompt) of its predictions on `features`, the distance of its parameters
     from `start` (where training began, flat), and, for models with one prompt per class,
-    the mean cosine between its class text features and the hand-written prompt's."""
-    logits, teacher = model.logits(features), model.zero_shot_logits(features)
+    the mean cosine between its class text features (`text`, if already computed) and the
+    hand-written prompt's."""
+    if text is None and getattr(model, "text_features", None) is not None:
+        text = model.text_features()
+    logits, teacher = model.logits(features, text), model.zero_shot_logits(features)
     kl = F.kl_div(logits.log_softmax(-1), teacher.log_softmax(-1), log_target=True, reduction="batchmean")
     theta = torch.cat([p.detach().reshape(-1) for p in model.params])
     out = {"kl": kl.item(), "distance": (theta - start.to(theta.device)).norm().item()}
-    if hasattr(model, "text_features"):
-        out["text_cos"] = F.cosine_similarity(model.text_features(), model.zs_text, dim=-1).mean().item()
+    if text is not None:
+        out["text_cos"] = F.cosine_similarity(text, model.zs_text, dim=-1).mean().item()
     return out
 
 

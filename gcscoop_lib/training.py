@@ -18,7 +18,6 @@ import torch
 
 from . import datasets, methods, protocol
 from .diagnostics import drift
-from .evaluation import accuracy
 from .methods import Batch
 from .models import Clip, load_clip
 from .population import Population
@@ -153,7 +152,7 @@ def train_population(runs: list[Run], clip: Clip, tasks: list[Task], track: bool
     for run, task in zip(runs, tasks):
         torch.manual_seed(run.config.seed)   # a model that draws its start (CoCoOp's meta-network) draws it alone
         models.append(build_model(clip, run, task.base_names, task.template))
-    trackers = [_tracker(model, task, clip) for model, task in zip(models, tasks)] if track else None
+    tracker = _tracker(models, tasks, clip) if track else None
 
     def batch_at(member, view, idx):
         task = tasks[member]
@@ -161,26 +160,40 @@ def train_population(runs: list[Run], clip: Clip, tasks: list[Task], track: bool
 
     start = time.time()
     histories, steps = fit(Population(models), runs, tasks[0].train_features.shape[0], len(tasks[0].train_labels),
-                           batch_at, (lambda member, row: trackers[member](row)) if track else None, progress)
+                           batch_at, tracker, progress)
     seconds = (time.time() - start) / len(runs)
     for run, history in zip(runs, histories):
         warn_if_stuck(run, history)
     return [TrainResult(*out, seconds) for out in zip(models, histories, steps)]
 
 
-def _tracker(model, task: Task, clip: Clip):
-    """What a tracked run adds to each epoch's row: accuracies of both halves on test and
-    validation, and the drift from zero-shot CLIP (diagnostics.drift)."""
-    new_model = model.for_classes(task.new_names) if task.new_names else None
-    initial = torch.cat([p.detach().reshape(-1) for p in model.params]).clone()
-    halves = {"base": model, **({"new": new_model} if new_model is not None else {})}
+def _tracker(models: list, tasks: list[Task], clip: Clip):
+    """What tracked runs add to each epoch's row, every member's: accuracies of both halves on
+    test and validation, and the drift from zero-shot CLIP (diagnostics.drift). The members'
+    class features are computed together, one encoder call per half."""
+    halves = {"base": models}
+    if tasks[0].new_names:
+        halves["new"] = [model.for_classes(task.new_names) for model, task in zip(models, tasks)]
+    initial = [torch.cat([p.detach().reshape(-1) for p in model.params]).clone() for model in models]
+    watched = "new" if "new" in halves else "base"
+    together = {half: Population(prompted) for half, prompted in halves.items()}
 
-    def after_epoch(row):
+    @torch.no_grad()
+    def after_epoch(member: int, row: dict) -> None:
+        if member == 0:   # once an epoch, for every member
+            texts.update({half: [None] * len(models) if group.kind == "per_image" else group.text_features()
+                          for half, group in together.items()})
+        task = tasks[member]
         for half, prompted in halves.items():
-            row[half] = accuracy(prompted, *task.test[half])
-            row[f"val_{half}"] = accuracy(prompted, *task.val[half])
-        watched, half = (new_model, "new") if new_model is not None else (model, "base")
-        row.update(drift(watched, initial, task.test[half][0].to(clip.device)))
+            model, text = prompted[member], texts[half][member]
+            for split, prefix in (("test", ""), ("val", "val_")):
+                features, labels = getattr(task, split)[half]
+                predictions = model.logits(features.to(clip.device), text).argmax(-1).cpu()
+                row[prefix + half] = 100.0 * (predictions == labels).float().mean().item()
+        row.update(drift(halves[watched][member], initial[member], task.test[watched][0].to(clip.device),
+                         texts[watched][member]))
+
+    texts: dict = {}
     return after_epoch
 
 

@@ -92,3 +92,13 @@ def test_a_sweep_trains_populations_and_stores_one_record_per_run(tmp_path):
     chunks = sweeps.share(runs, 2)                        # whole populations to a job, the work balanced
     assert sorted(len(c) for c in chunks) == [3, 6]
     assert {r.key for c in chunks for r in c} == {r.key for r in runs}
+
+
+def test_a_tracked_member_records_the_curves_of_its_solo_run(clip, tasks):
+    runs = [c.resolve() for c in configs("coop", epochs=2)]
+    together = train_population(runs, clip, [tasks[r.config.seed] for r in runs], track=True)
+    for run, member in zip(runs, together):
+        alone = train(run, clip, tasks[run.config.seed], track=True)
+        for ours, theirs in zip(member.history, alone.history, strict=True):
+            assert set(ours) == set(theirs) >= {"base", "new", "val_base", "val_new", "kl", "distance", "text_cos"}
+            assert all(ours[k] == pytest.approx(theirs[k], rel=1e-4, abs=0.15) for k in ours)
