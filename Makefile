@@ -43,7 +43,7 @@ SEEDED := zeroshot coop prograd kgcoop sam gcscoop
 
 # The stages of `make book`, each a target of its own (benchmarks/pipeline.py times them one by one).
 tuning: install data
-	$(BIN)/python -m gcscoop_lib tune --results results --if-stale
+	$(BIN)/python -m gcscoop_lib tune --results results --if-stale --jobs 2
 
 benchmarks: tuning
 	$(BIN)/python -m gcscoop_lib benchmark --results results --jobs 2 --name benchmark_10_seeds --seeds $(TEN_SEEDS) --methods $(SEEDED) --track

@@ -101,7 +101,12 @@ def cmd_tune(args) -> None:
             print(f"{out}: every choice is current, nothing to tune")
             return
         print(f"{out}: {', '.join(stale)} no longer current: tuning again (current runs are loaded, not redone)")
-    tuned = tuning.tune(args.datasets, runner, log=lambda line: print(line, flush=True))
+    def prefetch(configs):   # a grid's runs in --jobs processes, as populations
+        sweeps.sweep(configs, runner.dir, "local", args.jobs, args.device, records_file="tuning_runs.jsonl")
+        runner.refresh()
+
+    tuned = tuning.tune(args.datasets, runner, log=lambda line: print(line, flush=True),
+                        prefetch=prefetch if args.jobs > 1 else None)
     out.write_text(json.dumps(tuned, indent=2) + "\n")
     runner.prune()
     print(f"recipe {tuned['recipe']}; knobs {tuned['knobs']} -> {out} (runs in {runner.path})")
@@ -255,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--datasets", nargs="+", default=datasets.dataset_names(), choices=datasets.dataset_names())
     p.add_argument("--if-stale", action="store_true", help="tune only when RESULTS/tuning.json is missing or a "
                                                          "choice in it is no longer current")
+    p.add_argument("--jobs", type=int, default=1, help="train each grid's runs in this many processes first")
     p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("benchmark", help="every dataset x method x seed; writes results/benchmark.md")

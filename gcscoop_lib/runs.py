@@ -55,6 +55,10 @@ class Runner:
         self.trained: list[str] = []      # keys of the runs done by this runner
         self._clips, self._tasks, self._stamps = {}, {}, {}
 
+    def refresh(self) -> None:
+        """Read the records file again (other processes, a sweep's jobs, have written to it)."""
+        self.stored = {r["key"]: r for r in records.read_records(self.path)}
+
     def clip(self, config: TrainConfig):
         name = (config.model, config.pretrained)
         if name not in self._clips:

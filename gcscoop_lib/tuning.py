@@ -65,7 +65,7 @@ def extend_grid(values: list[float], chosen: float) -> float | None:
     return None
 
 
-def tune(datasets: list[str], runner: Runner, seeds=protocol.TUNING_SEEDS, log=print) -> dict:
+def tune(datasets: list[str], runner: Runner, seeds=protocol.TUNING_SEEDS, log=print, prefetch=None) -> dict:
     """Choose the shared recipe, then each method's knobs, on the validation split only.
 
     1. The recipe (lr, epochs, batch size) maximises CoOp's base validation accuracy,
@@ -74,13 +74,17 @@ def tune(datasets: list[str], runner: Runner, seeds=protocol.TUNING_SEEDS, log=p
        best, or the values nearest the paper's defaults among those within one standard
        error of the best). A choice on a grid's edge extends the grid beyond it, up to
        protocol.MAX_EXTENSIONS values. No test image is used.
+
+    prefetch(configs) trains a whole grid's runs first (default: runner.run_many, as
+    populations in this process; the command line's --jobs spreads them over processes).
     """
+    prefetch = prefetch or runner.run_many
     def configs(method, recipe, knobs=None):
         return [TrainConfig(method=method, dataset=d, seed=s, knobs=knobs or {}, **recipe)
                 for d in datasets for s in seeds]
 
     # the whole grid first, so that its learning rates and seeds train together as populations
-    runner.run_many([c for recipe in grid(protocol.RECIPE_GRID) for c in configs("coop", recipe)])
+    prefetch([c for recipe in grid(protocol.RECIPE_GRID) for c in configs("coop", recipe)])
     recipes = []
     for recipe in grid(protocol.RECIPE_GRID):
         score = validation_scores(runner, configs("coop", recipe))
@@ -95,7 +99,7 @@ def tune(datasets: list[str], runner: Runner, seeds=protocol.TUNING_SEEDS, log=p
         values = {k: list(v) for k, v in method.grid.items()}
         defaults = {k: getattr(method.knobs(), k) for k in values}
         trials[method.name] = []
-        runner.run_many([c for knobs in grid(values) for c in configs(method.name, recipe, knobs)])
+        prefetch([c for knobs in grid(values) for c in configs(method.name, recipe, knobs)])
         while True:
             tried = [{k: t[k] for k in values} for t in trials[method.name]]
             for knobs in grid(values):
