@@ -9,18 +9,21 @@ recipe and each method's default knobs).
 from __future__ import annotations
 
 import dataclasses
+import json
 import warnings
 from dataclasses import dataclass
 
 import torch
 
-from . import datasets, methods, paper_data, protocol, protocols, reports, settings
+from . import datasets, methods, paper_data, protocol, protocols, reports, settings, stamps
+from .models import weights_fingerprint
 from .runs import Runner, Solution
 from .tasks import Task
 from .training import Run, TrainConfig, build_model
 from .tuning import load_tuning
 
 PROFILES = ("tiny", "paper")
+COMPUTED = "computed.json"   # what chapters compute from solutions, stored (Chapter.computed)
 
 
 @dataclass
@@ -169,6 +172,28 @@ class Chapter:
         if book_settings:
             tuned = load_tuning(settings.current().book_results / "tuning.json")
         return protocols.results(name, runner, tuned, **arguments)
+
+    def computed(self, name: str, compute, reads=()):
+        """What a figure or a printed number computes from stored solutions (loss slices,
+        saliency maps, gradients), computed once and stored in results/computed.json under
+        `name`, stamped with the units and settings of the methods in `reads`; drawn again, it
+        draws the same figure on any processor, whose rounding would otherwise move it.
+        `compute()` returns plain data (numbers, lists, dicts of them). A reader's changed
+        knob or recipe makes another stamp: computed again, stored in the reader's folder."""
+        stamp = {"units": {u: v for m in reads for u, v in stamps.method_units(m).items()},
+                 "recipe": self.recipe, "knobs": {m: self.knobs.get(m, {}) for m in reads},
+                 "weights": weights_fingerprint(self.model, self.pretrained), "datasets": self.datasets}
+        stamp = json.loads(json.dumps(stamp))
+        for folder in dict.fromkeys((self.runner.dir, self.runner.book)):
+            entry = protocols.read_store(folder / COMPUTED).get(name)
+            if entry is not None and entry["stamp"] == stamp:
+                return entry["values"]
+        values = json.loads(json.dumps(compute()))
+        path = self.runner.dir / COMPUTED
+        content = protocols.read_store(path)
+        content[name] = {"stamp": stamp, "values": values}
+        protocols.write_store(path, content)
+        return values
 
     def knob(self, method: str, name: str):
         """The value of a method's knob in this chapter (the tuned one, the reader's, or the default)."""

@@ -113,3 +113,22 @@ def test_a_real_size_clip_on_a_cpu_is_warned_about():
     assert "use a GPU runtime" in cpu_warning("ViT-B-16", "cpu")
     assert cpu_warning("tiny", "cpu") is None
     assert cpu_warning("ViT-B-16", "cuda") is None
+
+
+def test_computed_values_are_stored_once_and_recomputed_under_another_setting(tmp_path, monkeypatch):
+    from gcscoop_lib import chapter
+
+    monkeypatch.setenv("GCSCOOP_RESULTS", str(tmp_path))
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"curve": [0.5, 0.25]}
+
+    book = chapter.open_chapter(device="cpu")
+    assert book.computed("probe", compute, reads=("sam",)) == {"curve": [0.5, 0.25]} and len(calls) == 1
+    assert chapter.open_chapter(device="cpu").computed("probe", compute, reads=("sam",)) == {"curve": [0.5, 0.25]}
+    assert len(calls) == 1 and (tmp_path / chapter.COMPUTED).exists()
+    other = chapter.open_chapter(device="cpu", knobs={"sam": {"rho": 0.2}})
+    other.computed("probe", compute, reads=("sam",))
+    assert len(calls) == 2
