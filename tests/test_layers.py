@@ -10,7 +10,7 @@ LIBRARY = ROOT / "gcscoop_lib"
 
 def modules() -> dict[str, Path]:
     found = {p.stem: p for p in LIBRARY.glob("*.py") if p.stem not in ("__init__", "__main__")}
-    return {**found, **{"paper_data": LIBRARY / "paper_data"}}
+    return {**found, **{package: LIBRARY / package for package in ("paper_data", "widgets")}}
 
 
 def imports(name: str, path: Path) -> set[str]:
