@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from statistics import fmean as mean
 
-from gcscoop_lib import datasets, evaluation, settings, tiny, world
+from gcscoop_lib import datasets, evaluation, reports, settings, tiny, world
 from gcscoop_lib.imagesets import Dataset
 from gcscoop_lib.models import load_clip
 from gcscoop_lib.tasks import prepare_task
@@ -185,7 +185,7 @@ def _measure(candidate: dict, seeds, log) -> dict:
 
 def deltas(table: dict, method: str) -> str:
     zs, r = table["zeroshot"], table[method]
-    return " / ".join(f"{r[k] - zs[k]:+.1f}" for k in ("base", "new", "H"))
+    return " / ".join(reports.signed(reports.shown_difference(r[k], zs[k])) for k in ("base", "new", "H"))
 
 
 def render(entries: list[dict]) -> str:
