@@ -2,6 +2,8 @@
 CSV (02_coop to 07_benchmark, and the command line)."""
 from __future__ import annotations
 
+from decimal import ROUND_HALF_UP, Decimal
+
 import json
 import math
 import numbers
@@ -157,7 +159,7 @@ def papers_comparison(table: dict, order: list[str]) -> str:
         if method == "zeroshot" or method not in ours:
             continue
         theirs = papers.get(method)
-        cited = " / ".join(signed(shown_difference(theirs[k], papers["zeroshot"][k])) for k in ("base", "new", "H")) \
+        cited = " / ".join(signed(published_change(papers, method, k)) for k in ("base", "new", "H")) \
             if theirs else "–"
         rows.append([label(method), cited, " / ".join(signed(ours[method][k]) for k in ("base", "new", "H")),
                      "calibrated on" if method in CALIBRATED else "held out"])
@@ -392,10 +394,23 @@ def shown(value: float, decimals: int = 1) -> float:
     return round(value, decimals) + 0.0   # -0.0 + 0.0 is +0.0
 
 
-def shown_difference(a: float, b: float, decimals: int = 1) -> float:
-    """a − b as a reader computes it from the printed values: each rounded to `decimals`
-    places first, so that "70.3 to 81.2" is a change of 10.9, never 11.0 (02_coop onwards)."""
-    return shown(shown(a, decimals) - shown(b, decimals), decimals)
+def shown_difference(a: float, b: float, decimals: int = 1, shown_at: int | None = None) -> float:
+    """a − b as a reader computes it from the printed values: each as printed with `shown_at`
+    places (default `decimals`), subtracted exactly, the result rounded half up to `decimals`
+    places; so "70.3 to 81.2" is a change of 10.9, never 11.0, and "69.34 to 82.69" one of
+    13.4 (02_coop onwards)."""
+    places = decimals if shown_at is None else shown_at
+    exact = Decimal(f"{a:.{places}f}") - Decimal(f"{b:.{places}f}")
+    return float(exact.quantize(Decimal(1).scaleb(-decimals), ROUND_HALF_UP)) + 0.0   # never -0.0
+
+
+PUBLISHED_DECIMALS = 2   # the papers print their accuracies with two decimals
+
+
+def published_change(rows: dict, method: str, metric: str) -> float:
+    """A method's published change from zero-shot CLIP in one metric, from the two-decimal
+    values the papers print (07_benchmark, 09_appendix_tiny_clip)."""
+    return shown_difference(rows[method][metric], rows["zeroshot"][metric], 1, shown_at=PUBLISHED_DECIMALS)
 
 
 def signed(value: float, decimals: int = 1) -> str:
