@@ -143,8 +143,9 @@ class Chapter:
         """Every method x dataset x seed (stored or run now) and its summary; `records` names the
         records file they are kept in (the benchmark's by default), `recipe` changes the recipe
         for these runs and `partition` their base classes."""
-        if records not in self._runners:
-            self._runners[records] = Runner(self.runner.dir, self.runner.device, records)
+        if records not in self._runners:   # the benchmark's runs are lent, never trained again
+            self._runners[records] = Runner(self.runner.dir, self.runner.device, records,
+                                            borrow_from=(self.runner.path.name,))
         runner = self._runners[records]
         done = runner.run_many([self.config(m, d, s, recipe, partition, **knobs) for m in method_names
                                 for d in datasets or self.datasets for s in seeds])

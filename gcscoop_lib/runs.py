@@ -184,9 +184,11 @@ class Runner:
         record = records.make_record(run, test, val, seconds + time.time() - start, result.model.clip.device,
                                      population=members)
         steps = result.steps if track else []   # the per-step log is kept for tracked runs
-        records.save_solution(self.dir, run.key, record["stamp"],
-                              StoredSolution(result.model.learned(), steps, result.history,
-                                             stamps.tracking_version() if track else None))
+        kept = records.load_solution(self.dir, run.key, record["stamp"])
+        if track or kept is None or kept.tracked != stamps.tracking_version():   # never lose a tracked one
+            records.save_solution(self.dir, run.key, record["stamp"],
+                                  StoredSolution(result.model.learned(), steps, result.history,
+                                                 stamps.tracking_version() if track else None))
         if keep_record is None:
             keep_record = self.current(run) is None
         if keep_record:

@@ -184,3 +184,13 @@ def test_pruning_deletes_the_solutions_no_current_record_names(tmp_path):
     assert prune_solutions(tmp_path) == 1
     assert solution_path(tmp_path, kept.run.key).exists() and not solution_path(tmp_path, dropped.run.key).exists()
     assert prune_solutions(tmp_path) == 0
+
+
+def test_an_untracked_run_never_overwrites_a_tracked_solution(tmp_path):
+    config = TrainConfig(method="coop", **SMALL)
+    tracked = Runner(tmp_path, device="cpu").solution(config, track=True)
+    other = Runner(tmp_path, device="cpu", records_file="other.jsonl")   # another file's runner trains it again
+    other.run(config)
+    assert other.trained == [tracked.run.key]
+    kept = records.load_solution(tmp_path, tracked.run.key, tracked.record["stamp"])
+    assert kept.tracked == stamps.tracking_version() and kept.steps == tracked.steps
