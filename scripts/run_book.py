@@ -36,6 +36,30 @@ CELL_TIMEOUT = 900
 KERNELS = Config({"KernelManager": {"transport_encryption": "auto"}})
 
 
+def patient_replies() -> None:
+    """Wait for a kernel's reply in slices of at most a second. nbclient's async channel can
+    miss the wake-up of a reply the kernel has already sent (jupyter/nbclient#311, #312): a
+    widget cell then sat idle until CELL_TIMEOUT, in about one execution in ten; polled in
+    slices, the reply is found at the next one."""
+    from queue import Empty
+
+    from jupyter_client.channels import AsyncZMQSocketChannel
+
+    whole = AsyncZMQSocketChannel.get_msg
+
+    async def get_msg(self, timeout=None):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                return await whole(self, 1.0 if left is None else min(1.0, left))
+            except Empty:
+                if left is not None and left <= 1.0:
+                    raise
+
+    AsyncZMQSocketChannel.get_msg = get_msg
+
+
 def stored_runs() -> dict:
     """The size of every records file and the solutions where this run stores them: a chapter
     that trained something changed one of them."""
@@ -81,6 +105,7 @@ def main(argv=None) -> int:
     parser.add_argument("-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                         help="extra parameter, e.g. -p profile paper")
     args = parser.parse_args(argv)
+    patient_replies()
     params = {"device": args.device, **{k: v for k, v in args.p}}
     default = args.device == "cpu" and params.get("profile", "tiny") == "tiny"
     if not default and args.out is None:
