@@ -261,7 +261,8 @@ def constrain_sam_gradient(g_sam: torch.Tensor, g_erm: torch.Tensor,
     projected = (g_sam * direction).sum(-1, keepdim=True) * direction
     keep_sam = cos >= beta_up
     use_erm = (cos <= beta_low) & (beta_low > 0) & ~keep_sam
-    grad = torch.where(keep_sam, g_sam, torch.where(use_erm, g_erm, projected))
+    grad = torch.where(keep_sam, g_sam,
+                       torch.where(use_erm, g_erm, projected))
     regime = torch.where(keep_sam, 0, torch.where(use_erm, 2, 1)).squeeze(-1)
     return grad, named(REGIMES, regime), cos.squeeze(-1)
 
