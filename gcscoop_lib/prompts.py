@@ -83,7 +83,8 @@ class TextEncoder(nn.Module):
     def forward(self, embeddings: torch.Tensor, tokens: torch.Tensor,
                 shared: int = 0) -> torch.Tensor:
         """K x L x D prompt embeddings -> K x E features; or B groups of
-        the K prompts, B x K x L x D (CoCoOp's per-image prompts) -> B x K x E."""
+        the K prompts, B x K x L x D (CoCoOp's per-image prompts)
+        -> B x K x E."""
         grouped = embeddings.dim() == 4
         x = embeddings if grouped else embeddings[None]
         eot = tokens.argmax(dim=-1)
@@ -97,7 +98,8 @@ class TextEncoder(nn.Module):
         else:
             length = int(eot.max()) + 1
             shared = min(shared, int(eot.min()))
-            out = self.encode(x[:, :, :length] + self.positional_embedding[:length].to(x.dtype), eot, shared)
+            positions = self.positional_embedding[:length].to(x.dtype)
+            out = self.encode(x[:, :, :length] + positions, eot, shared)
         return out if grouped else out[0]
 
     def encode(self, x: torch.Tensor, eot: torch.Tensor,
@@ -115,7 +117,8 @@ class TextEncoder(nn.Module):
             if i == len(blocks) - 1:
                 # only the end-of-text states are read out: the last block's
                 # feed-forward half runs on those alone
-                pick = (slice(None), torch.arange(k, device=x.device), eot - shared)
+                pick = (slice(None), torch.arange(k, device=x.device),
+                        eot - shared)
                 at_rest, rest = at_rest[pick], rest[pick]
             else:
                 prefix = self.feed_forward(block, prefix, at_prefix)
