@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib import colors, patches, transforms
 
+from . import settings
 from .diagnostics import per_epoch_share
 from .methods import METHODS, REGIMES
 
@@ -30,6 +31,14 @@ def use_book_style() -> None:
 
 
 use_book_style()
+
+
+def drawing(name: str):
+    """A drawing of the book's (book/images/), to display in a cell (chapter 1): found in the
+    clone, whether the chapter runs in it or alone in Colab."""
+    from IPython.display import SVG
+
+    return SVG(filename=str(settings.current().book_results.parent / "book" / "images" / name))
 
 
 def show_examples(datasets: list, split: str = "test", max_classes: int = 10):

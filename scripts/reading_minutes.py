@@ -6,15 +6,17 @@ minute and the shown code at 30 lines a minute, rounded to 5 (book/intro.md).
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 BOOK = Path(__file__).resolve().parent.parent / "book"
 HIDDEN = {"remove-cell", "remove-input"}
+MARKUP = re.compile(r"<[^>]+>|\]\([^)]*\)")   # HTML tags and link targets: not read
 
 
 def minutes(path: Path) -> int:
     cells = json.loads(path.read_text())["cells"]
-    words = sum(len("".join(c["source"]).split()) for c in cells if c["cell_type"] == "markdown")
+    words = sum(len(MARKUP.sub(" ", "".join(c["source"])).split()) for c in cells if c["cell_type"] == "markdown")
     lines = sum(len("".join(c["source"]).splitlines()) for c in cells
                 if c["cell_type"] == "code" and not HIDDEN & set(c.get("metadata", {}).get("tags", [])))
     return max(5, 5 * round((words / 200 + lines / 30) / 5))

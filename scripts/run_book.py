@@ -8,7 +8,8 @@ In-place runs keep outputs and execution counts: they are what the rendered book
 and what nbval checks, and the runs they make are stored with the book's records
 (results/); other runs store theirs where GCSCOOP_RESULTS says (default ~/gcscoop_runs).
 The run's timestamps and the live widgets' state are stripped from the notebooks, so
-re-executing an unchanged book changes no file; times go to _build/book_times.json. A
+re-executing an unchanged book changes no file; times go to _build/book_times.json. The
+numbers the prose shows are then written into the chapter's Markdown (scripts/fill_prose.py). A
 chapter that had to train runs it shows is executed a second time, loading them, so its
 committed outputs are those every later execution reproduces. Runs with another device or
 profile must name --out, so they never overwrite the committed CPU outputs.
@@ -24,6 +25,8 @@ from pathlib import Path
 
 import papermill
 from traitlets.config import Config
+
+import fill_prose
 
 ROOT = Path(__file__).resolve().parent.parent
 BOOK = ROOT / "book"
@@ -97,6 +100,14 @@ def strip_timestamps(path: Path) -> None:
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
+def write_prose(path: Path) -> None:
+    """Write the executed chapter's glued numbers and figure numbers into its Markdown."""
+    filled, problems = fill_prose.fill(path, fill_prose.figure_numbers(fill_prose.chapters()))
+    if problems:
+        raise SystemExit("\n".join(problems))
+    path.write_text(filled)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="*", help="chapter name prefixes, e.g. 02_coop")
@@ -137,6 +148,7 @@ def main(argv=None) -> int:
                 break
             print(f"  {notebook.name} trained runs it had no record of; executing it again", flush=True)
         strip_timestamps(out_dir / notebook.name)
+        write_prose(out_dir / notebook.name)
         times[notebook.stem] = round(time.time() - start, 1)
         print(f"  {notebook.name}: {times[notebook.stem]} s", flush=True)
     times["total"] = round(time.time() - total, 1)
