@@ -20,8 +20,8 @@ def glue_values(digits: int = 1, **values) -> None:
     """Hand numbers to the chapter's prose (myst-nb glue, 01_zero_shot onwards), floats rounded to
     `digits` so that the stored outputs read the same on every processor.
 
-    Only the book's build reads glued values; where myst-nb is not installed (a chapter opened
-    in Colab) there is nothing to hand them to, and this does nothing.
+    Only the book's build reads glued values (scripts/fill_prose.py writes them into the
+    Markdown); where myst-nb is not installed (a chapter opened in Colab) this does nothing.
     """
     try:
         from myst_nb import glue
