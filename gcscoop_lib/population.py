@@ -30,7 +30,7 @@ from .prompts import PromptedClip
 # A run's config fields that members of one population may not differ in (they may differ in
 # seed and learning rate only).
 SHARED_FIELDS = ("method", "dataset", "model", "pretrained", "shots", "epochs", "batch_size", "n_ctx",
-                 "ctx_init", "position", "class_specific", "views", "partition", "knobs")
+                 "ctx_init", "position", "class_specific", "views", "crop", "partition", "knobs")
 
 
 def population_key(config) -> str:

@@ -38,8 +38,9 @@ from .training import TrainConfig
 FEW_SHOTS = (1, 2, 4, 8, 16)
 # Entries of the protocols: the library's methods, CoOp with augmented views, and a linear probe
 PROMPT_METHODS = ("coop", "coop_aug", "cocoop", "prograd", "kgcoop", "sam", "gcscoop")
-FEW_SHOT_METHODS = ("zeroshot", "linear_probe") + PROMPT_METHODS
-AUGMENTED_VIEWS = 8            # CoOp + augmentation: random resized crops and flips, cached per image
+AUGMENTED = {"coop_aug": "square", "coop_aug_papers": "papers"}   # CoOp entries with views: their crop
+FEW_SHOT_METHODS = ("zeroshot", "linear_probe") + PROMPT_METHODS + ("coop_aug_papers",)
+AUGMENTED_VIEWS = 8            # CoOp + augmentation: crops and flips (features.CROPS), cached per image
 PROBE_C = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)   # the linear probe's inverse L2 weights
 TARGET_IMAGES_PER_CLASS = 50   # test images per class that the domain and transfer targets use
 SALIENCY_METHODS = ("zeroshot", "coop", "prograd", "kgcoop", "sam", "gcscoop")
@@ -52,11 +53,13 @@ STORE = "protocols.json"
 
 def label(entry: str) -> str:
     """A protocol entry's name in tables and figures."""
-    return {"coop_aug": "CoOp + aug.", "linear_probe": "Linear probe"}.get(entry) or methods.get(entry).label
+    return {"coop_aug": "CoOp + aug. 0.6-1", "coop_aug_papers": "CoOp + aug. 0.08-1",
+            "linear_probe": "Linear probe"}.get(entry) or methods.get(entry).label
 
 
 def colour(entry: str) -> str:
-    return {"coop_aug": "#e377c2", "linear_probe": "#8c564b"}.get(entry) or methods.get(entry).colour
+    return {"coop_aug": "#e377c2", "coop_aug_papers": "#bcbd22",
+            "linear_probe": "#8c564b"}.get(entry) or methods.get(entry).colour
 
 
 # ----------------------------------------------------------------------------- the runs
@@ -75,13 +78,15 @@ def all_class_config(entry: str, dataset: str, shots: int, seed: int, tuned: dic
     """The run behind a prompt entry: every class of the task trained on with `shots` images
     each, the shared recipe (CoCoOp: its own, see 06_protocols) with CoOp's epoch rule, and
     the tuned knobs."""
-    if entry not in PROMPT_METHODS:
-        raise ValueError(f"{entry!r} is not a prompt entry of the protocols: choose one of {list(PROMPT_METHODS)}")
-    method = "coop" if entry == "coop_aug" else entry
+    if entry not in PROMPT_METHODS + tuple(AUGMENTED):
+        raise ValueError(f"{entry!r} is not a prompt entry of the protocols: choose one of "
+                         f"{list(PROMPT_METHODS + tuple(AUGMENTED))}")
+    method = "coop" if entry in AUGMENTED else entry
     recipe = dict(protocol.COCOOP_RECIPE if method == "cocoop" else tuned["recipe"])
     recipe["epochs"] = epochs_for(shots, recipe["epochs"])
     return TrainConfig(method=method, dataset=dataset, shots=shots, seed=seed, partition="all",
-                       views=AUGMENTED_VIEWS if entry == "coop_aug" else 1, model=model, pretrained=pretrained,
+                       views=AUGMENTED_VIEWS if entry in AUGMENTED else 1, crop=AUGMENTED.get(entry, "square"),
+                       model=model, pretrained=pretrained,
                        knobs=tuned["knobs"].get(method, {}), **recipe)
 
 
@@ -131,7 +136,7 @@ def few_shot(runner, tuned: dict, datasets_=None, shots=FEW_SHOTS, seeds=protoco
     for k in shots:
         epochs_for(k, 2)   # one clear error for a bad K before anything runs
     clip = dict(model=model, pretrained=pretrained)
-    prompts = [e for e in entries if e in PROMPT_METHODS]
+    prompts = [e for e in entries if e not in ("zeroshot", "linear_probe")]
     runner.run_many([all_class_config(e, d, k, s, tuned, **clip) for e in prompts for d in names for k in shots
                      for s in seeds])
     rows = []
@@ -437,7 +442,7 @@ VERSIONS = {"fewshot": 1, "domains": 1, "transfer": 1, "saliency": 1, "stopping"
 
 def entry_method(entry: str) -> str | None:
     """The library method whose runs a protocol entry reads (None: the linear probe, which trains none)."""
-    return {"coop_aug": "coop", "linear_probe": None}.get(entry, entry)
+    return "coop" if entry in AUGMENTED else {"linear_probe": None}.get(entry, entry)
 
 
 def protocol_stamp(name: str, tuned: dict, arguments: dict) -> dict:

@@ -67,13 +67,13 @@ class Runner:
 
     def task(self, config: TrainConfig) -> Task:
         key = (config.model, config.pretrained, config.dataset, config.shots, config.seed, config.views,
-               config.partition)
+               config.crop, config.partition)
         if key not in self._tasks:
             book = splits.split_path(self.book / "splits", config.dataset, config.shots, config.seed,
                                      config.partition)
             folder = book.parent if book.exists() else self.dir / "splits"   # the book's draw, else one's own
             self._tasks[key] = prepare_task(self.clip(config), config.dataset, config.shots, config.seed,
-                                            config.views, folder, config.partition)
+                                            config.views, folder, config.partition, config.crop)
         return self._tasks[key]
 
     def stamp(self, config: TrainConfig) -> dict:

@@ -30,13 +30,13 @@ class Task:
 
 
 def prepare_task(clip: Clip, dataset_name: str, shots: int, seed: int, views: int = 1,
-                 split_dir=None, partition: str = "coop") -> Task:
+                 split_dir=None, partition: str = "coop", crop: str = "square") -> Task:
     """Split into base/new (CoOp's rule, or another partition of gcscoop_lib.splits), draw the
     few-shot set and encode all images once."""
     dataset = datasets.load_dataset(dataset_name, clip.image_size)
     base, new = splits.base_new_classes(len(dataset.classnames), partition)
     train = splits.few_shot_images(dataset, shots, seed, split_dir, partition)
-    features = cached_features(clip, train, views, seed)
+    features = cached_features(clip, train, views, seed, crop)
     features = features if views > 1 else features.unsqueeze(0)
 
     def encode(split, classes: list[int]):

@@ -18,6 +18,7 @@ import torch
 
 from . import datasets, methods, protocol
 from .diagnostics import drift
+from .features import CROPS
 from .methods import Batch
 from .models import Clip, load_clip
 from .population import Population
@@ -28,6 +29,9 @@ from .tasks import Task, prepare_task
 # The loop's version: bump it when the batches, schedule, optimiser or initial state change
 # (gcscoop_lib.stamps; the loop's numbers in gcscoop_lib.protocol are stamped by value).
 VERSION = 1
+# Fields added to TrainConfig after runs were recorded, with the value every earlier run had:
+# left out of a run's key at that value, so that adding a field keeps every stored key.
+KEY_NEUTRAL = {"crop": "square"}
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,7 @@ class TrainConfig:
     views: int = 1
     partition: str = "coop"           # which classes are base and new (gcscoop_lib.splits)
     knobs: dict = field(default_factory=dict)
+    crop: str = "square"              # the augmented views' crop (features.CROPS), with views > 1
 
     def resolve(self) -> "Run":
         """Check everything once and fill in the method's default knobs: the Run that every
@@ -76,8 +81,12 @@ class TrainConfig:
                              "context length, so give n_ctx only with ctx_init=None")
         if not self.ctx_init and (self.n_ctx or 0) < 1:
             raise ValueError(f"a random context needs n_ctx >= 1, got {self.n_ctx}")
+        if self.crop not in CROPS:
+            raise ValueError(f"unknown crop {self.crop!r}: choose one of {list(CROPS)}")
         config = dataclasses.replace(self, knobs=dataclasses.asdict(knobs))
-        text = json.dumps(dataclasses.asdict(config), sort_keys=True)
+        fields = dataclasses.asdict(config)
+        keyed = {k: v for k, v in fields.items() if k not in KEY_NEUTRAL or v != KEY_NEUTRAL[k]}
+        text = json.dumps(keyed, sort_keys=True)
         return Run(config, method, knobs, hashlib.sha256(text.encode()).hexdigest()[:12])
 
 
@@ -135,7 +144,7 @@ def train(run: "TrainConfig | Run", clip: Clip | None = None, task: Task | None 
     config = run.config
     clip = clip or load_clip(config.model, config.pretrained)
     task = task or prepare_task(clip, config.dataset, config.shots, config.seed, config.views, split_dir,
-                                config.partition)
+                                config.partition, config.crop)
     return train_population([run], clip, [task], track, progress)[0]
 
 

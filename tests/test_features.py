@@ -68,3 +68,33 @@ def test_a_cache_file_is_read_as_tensors_only_never_as_code(fresh, capsys):
     assert torch.equal(features.cached_features(clip, images), expected)
     assert "code inside a cache file ran" not in capsys.readouterr().out
     assert torch.equal(torch.load(path, weights_only=True), expected)
+
+
+def crop_boxes(crop: str, n: int = 400) -> tuple[torch.Tensor, torch.Tensor]:
+    """The width and height (fractions of the image) of n augmented views' crops, read off
+    views of a coordinate map: channel 0 runs from -1 to 1 across, channel 1 down."""
+    ramp = torch.linspace(-1, 1, 64)
+    coords = torch.stack([ramp.expand(64, 64), ramp[:, None].expand(64, 64), torch.zeros(64, 64)])
+    views = features.augment(coords.expand(n, 3, 64, 64).contiguous(), torch.Generator().manual_seed(0), crop)
+    width = (views[:, 0, 32, -1] - views[:, 0, 32, 0]).abs() / 2
+    height = (views[:, 1, -1, 32] - views[:, 1, 0, 32]) / 2
+    return width, height
+
+
+def test_the_square_crop_keeps_60_to_100_percent_of_the_area_at_its_aspect():
+    width, height = crop_boxes("square")
+    area = width * height
+    assert torch.allclose(width, height, atol=0.02) and area.min() > 0.58 and area.max() <= 1.0
+
+
+def test_the_papers_crop_keeps_8_to_100_percent_at_aspects_three_quarters_to_four_thirds():
+    width, height = crop_boxes("papers")
+    area, aspect = width * height, width / height
+    assert area.min() > 0.07 and (area < 0.3).float().mean() > 0.15   # often far smaller than "square"
+    unclamped = (width < 0.97) & (height < 0.97)
+    assert aspect[unclamped].min() > 0.73 and aspect[unclamped].max() < 1.37
+
+
+def test_an_unknown_crop_is_refused():
+    with pytest.raises(ValueError, match="unknown crop 'round'"):
+        features.augment(torch.zeros(1, 3, 8, 8), torch.Generator(), "round")

@@ -23,7 +23,9 @@ def test_the_epoch_rule_follows_coop_and_refuses_zero_shots():
 def test_every_prompt_entry_trains_on_all_classes_with_the_shared_recipe_but_cocoop():
     coop = protocols.all_class_config("coop", "digits", 4, 2, TUNED)
     assert (coop.partition, coop.shots, coop.seed, coop.epochs, coop.lr, coop.views) == ("all", 4, 2, 50, 0.01, 1)
-    assert protocols.all_class_config("coop_aug", "digits", 4, 2, TUNED).views == protocols.AUGMENTED_VIEWS
+    for entry, crop in (("coop_aug", "square"), ("coop_aug_papers", "papers")):
+        augmented = protocols.all_class_config(entry, "digits", 4, 2, TUNED)
+        assert (augmented.method, augmented.views, augmented.crop) == ("coop", protocols.AUGMENTED_VIEWS, crop)
     assert protocols.all_class_config("sam", "digits", 16, 1, TUNED).knobs == {"rho": 0.05}
     cocoop = protocols.all_class_config("cocoop", "digits", 16, 1, TUNED)
     assert (cocoop.batch_size, cocoop.epochs, cocoop.lr) == (1, 10, 0.002)

@@ -207,6 +207,20 @@ def test_resolve_fills_in_the_method_defaults_and_keys_them():
         TrainConfig(n_ctx=8).resolve()
 
 
+def test_a_field_added_at_its_earlier_value_keeps_every_stored_key():
+    """`crop` came after runs were recorded: at "square" a run's key is the hash of the config
+    without it, as every stored key was made; another crop is another run."""
+    import hashlib
+    import json
+
+    run = TrainConfig(dataset="digits", views=8).resolve()
+    before = {k: v for k, v in dataclasses.asdict(run.config).items() if k != "crop"}
+    assert run.key == hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:12]
+    assert TrainConfig(dataset="digits", views=8, crop="papers").resolve().key != run.key
+    with pytest.raises(ValueError, match=r"^unknown crop 'round': choose one of \['square', 'papers'\]$"):
+        TrainConfig(crop="round").resolve()
+
+
 def test_build_model_takes_a_config_or_its_run(clip, task):
     config = TrainConfig(dataset="shapes", ctx_init=None, n_ctx=3)
     a, b = build_model(clip, config, task.base_names), build_model(clip, config.resolve(), task.base_names)
