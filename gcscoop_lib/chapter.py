@@ -12,6 +12,7 @@ import dataclasses
 import json
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -216,9 +217,22 @@ class Chapter:
                 f"their records and solutions were written to {self.runner.dir}.")
 
 
+LIBRARY = str(Path(__file__).parent)
+_show_warning = warnings.formatwarning
+
+
+def reader_warning(message, category, filename, lineno, line=None) -> str:
+    """A warning as a reader of a chapter needs it: the library's own in one line (what happened
+    and what to do), without the library's file and source line; others as Python shows them."""
+    if str(filename).startswith(LIBRARY):
+        return f"{category.__name__}: {message}\n"
+    return _show_warning(message, category, filename, lineno, line)
+
+
 def open_chapter(profile: str = "tiny", paper_datasets=("oxford_pets",), device="auto", recipe=None,
                  knobs=None) -> Chapter:
     """What every chapter starts from (01_zero_shot onwards)."""
+    warnings.formatwarning = reader_warning
     return Chapter(profile, paper_datasets, device, recipe, knobs)
 
 

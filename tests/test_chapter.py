@@ -132,3 +132,13 @@ def test_computed_values_are_stored_once_and_recomputed_under_another_setting(tm
     other = chapter.open_chapter(device="cpu", knobs={"sam": {"rho": 0.2}})
     other.computed("probe", compute, reads=("sam",))
     assert len(calls) == 2
+
+
+def test_the_librarys_warnings_reach_a_reader_in_one_line():
+    from gcscoop_lib import chapter, training
+
+    one = chapter.reader_warning("CoOp on shapes diverged: lower the learning rate", UserWarning,
+                                 training.__file__, 217, "warnings.warn(...)")
+    assert one == "UserWarning: CoOp on shapes diverged: lower the learning rate\n"
+    other = chapter.reader_warning("elsewhere", UserWarning, "/somewhere/else.py", 3, "x = 1")
+    assert other.startswith("/somewhere/else.py:3: UserWarning: elsewhere")
