@@ -105,6 +105,23 @@ def _norm_text(value: float) -> str:
     return "0" if value == 0 else f"{value:.3g}"
 
 
+def gradient_axes(ax, xlim: tuple, ylim: tuple, note_at: tuple) -> None:
+    """The plane of G_d and G_g (03_prograd): the unit circle, the half against G_g shaded and
+    named at `note_at`, equal unticked axes along G_g and orthogonal to it."""
+    circle = np.linspace(0, 2 * np.pi, 200)
+    ax.plot(np.cos(circle), np.sin(circle), color="#dddddd", lw=0.8, zorder=0)
+    ax.axvspan(xlim[0], 0, color="#d62728", alpha=0.05, lw=0, zorder=0)
+    ax.axvline(0, color="#bbbbbb", lw=0.8, linestyle=":", zorder=0)
+    ax.text(*note_at, "against $G_g$", color="#b2182b", fontsize=9, va="bottom")
+    ax.set_xlim(*xlim)
+    ax.set_ylim(*ylim)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_xlabel("along $G_g$")
+    ax.set_ylabel("orthogonal to $G_g$")
+
+
 def gradient_plane(g_domain, g_general, g_update, title: str = ""):
     """G_d, G_g and the update as unit directions in the plane spanned by G_d and G_g, their
     norms in the legend (03_prograd). The norms differ by orders of magnitude, so drawn to
@@ -115,11 +132,7 @@ def gradient_plane(g_domain, g_general, g_update, title: str = ""):
         (g_update, "ProGrad update $G$", "#1f77b4", 2.0))]
     e1, e2 = _plane_basis(vectors[1][0], vectors[0][0], vectors[2][0])
     fig, ax = plt.subplots(figsize=(5.8, 3.3))
-    circle = np.linspace(0, 2 * np.pi, 200)
-    ax.plot(np.cos(circle), np.sin(circle), color="#dddddd", lw=0.8, zorder=0)
-    ax.axvspan(-1.3, 0, color="#d62728", alpha=0.05, lw=0, zorder=0)
-    ax.axvline(0, color="#bbbbbb", lw=0.8, linestyle=":", zorder=0)
-    ax.text(-1.25, -1.22, "against $G_g$", color="#b2182b", fontsize=9, va="bottom")
+    gradient_axes(ax, (-1.3, 1.3), (-1.3, 1.3), (-1.25, -1.22))
     handles = []
     for vec, name, colour, width in vectors:
         norm = float(np.linalg.norm(vec))
@@ -130,13 +143,6 @@ def gradient_plane(g_domain, g_general, g_update, title: str = ""):
                         arrowprops=dict(arrowstyle="-|>", color=colour, lw=width, shrinkA=0, shrinkB=0,
                                         mutation_scale=8 + 2 * width, alpha=0.9))
         handles.append(plt.Line2D([], [], color=colour, lw=width, label=f"{name}\nnorm {_norm_text(norm)}"))
-    ax.set_xlim(-1.3, 1.3)
-    ax.set_ylim(-1.3, 1.3)
-    ax.set_aspect("equal")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_xlabel("along $G_g$")
-    ax.set_ylabel("orthogonal to $G_g$")
     ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.05, 0.5), frameon=False,
               title="drawn as unit directions", title_fontsize=9, labelspacing=1.0)
     ax.set_title(title, fontsize=9)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .. import methods
-from ..plots import use_book_style
+from ..plots import gradient_axes, use_book_style
 from . import live
 
 RED, GREY, BLUE, GREEN = "#d62728", "#777777", "#1f77b4", "#2ca02c"
@@ -56,11 +56,7 @@ def draw(steps: list[dict], step: int, lam: float, title: str = ""):
     g_domain, g, conflict = g_domain.numpy(), g.numpy(), bool(conflict)
 
     fig, (ax, trace) = plt.subplots(1, 2, figsize=(8.8, 3.9), gridspec_kw={"width_ratios": [1, 1.4]})
-    circle = np.linspace(0, 2 * np.pi, 200)
-    ax.plot(np.cos(circle), np.sin(circle), color="#dddddd", lw=0.8, zorder=0)
-    ax.axvspan(-1.35, 0, color=RED, alpha=0.05, lw=0, zorder=0)
-    ax.axvline(0, color="#bbbbbb", lw=0.8, ls=":", zorder=0)
-    ax.text(-1.3, -0.3, "against $G_g$", color="#b2182b", fontsize=9, va="bottom")
+    gradient_axes(ax, (-1.35, 1.35), (-0.35, 1.2), (-1.3, -0.3))
 
     def arrow(tip, colour, gid, **style):
         ax.annotate("", xy=tuple(float(t) for t in tip), xytext=(0, 0), zorder=2, gid=gid,
@@ -72,13 +68,6 @@ def draw(steps: list[dict], step: int, lam: float, title: str = ""):
         ax.plot([g_domain[0], g[0]], [g_domain[1], g[1]], color="black", lw=1.2, ls="--", gid="removed")
     if np.linalg.norm(g) > 1e-12:
         arrow(g, BLUE, "G", lw=2.0, mutation_scale=12)
-    ax.set_xlim(-1.35, 1.35)
-    ax.set_ylim(-0.35, 1.2)
-    ax.set_aspect("equal")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_xlabel("along $G_g$")
-    ax.set_ylabel("orthogonal to $G_g$")
     ax.set_title(f"step {step}: cos($G_d$, $G_g$) = {_two(cosines[step - 1])}, "
                  f"{'conflict' if conflict else 'no conflict'}", fontsize=9)
     handles = [plt.Line2D([], [], color=RED, lw=3, label="$G_d$ (length 1)"),
