@@ -29,7 +29,7 @@ def normalise_images(clip: Clip, images: torch.Tensor) -> torch.Tensor:
 # The crops an augmented view can take (06_protocols): "square" keeps 60-100 % of the image's
 # area at its aspect; "papers" is the random resized crop of CoOp's and its successors' code
 # (torchvision's defaults: 8-100 % of the area, aspect 3/4 to 4/3). Both flip half the views.
-CROPS = {"square": "square crop of 60-100 % of the area", "papers": "crop of 8-100 % of the area, aspect 3/4-4/3"}
+CROPS = ("square", "papers")
 
 
 def augment(images: torch.Tensor, generator: torch.Generator, crop: str = "square") -> torch.Tensor:
