@@ -2,8 +2,14 @@
 datasets on disk (01_zero_shot)."""
 from __future__ import annotations
 
-from . import paper_data, world
-from .imagesets import Dataset
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+
+from . import paper_data, settings, world
+from .imagesets import Dataset, ImageSet
 
 _DATASET_CACHE: dict[tuple, Dataset] = {}
 
@@ -15,7 +21,7 @@ def load_dataset(name: str, image_size: int = 224, style: str | None = None) -> 
     key = (name, None if name in world.EMBEDDED else image_size, style)
     if key not in _DATASET_CACHE:
         if name in world.EMBEDDED:
-            _DATASET_CACHE[key] = world.build_embedded(name, style)
+            _DATASET_CACHE[key] = _embedded(name, style)
         elif style is not None:
             raise ValueError(f"{name} is one of the papers' datasets: it has no other style than its own")
         elif name in paper_data.REGISTRY:
@@ -25,6 +31,33 @@ def load_dataset(name: str, image_size: int = 224, style: str | None = None) -> 
         else:
             raise ValueError(f"unknown dataset {name!r}: choose one of {all_dataset_names()}")
     return _DATASET_CACHE[key]
+
+
+def _embedded(name: str, style: str | None) -> Dataset:
+    """An embedded task, drawn once per machine: drawing one takes seconds, and every process of
+    a sweep, a chapter or a test would otherwise draw it again. The copy on disk is keyed by the
+    world's source and numpy's version, so a changed world is drawn anew."""
+    source = hashlib.sha256(Path(world.__file__).read_bytes() + np.__version__.encode()).hexdigest()[:16]
+    path = settings.current().cache / "world" / f"{name}_{style or 'own'}_{source}.npz"
+    splits = ("train", "val", "test")
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            spec = world.EMBEDDED[name]
+            parts = [ImageSet(stored[f"{split}_images"], stored[f"{split}_labels"], list(spec["classnames"]),
+                              stored[f"{split}_masks"] if f"{split}_masks" in stored else None)
+                     for split in splits]
+            return Dataset(name, list(spec["classnames"]), *parts, style=style or spec["style"])
+    except (OSError, KeyError, ValueError):   # missing or broken: draw it (and keep it)
+        pass
+    dataset = world.build_embedded(name, style)
+    arrays = {f"{split}_{part}": getattr(getattr(dataset, split), part)
+              for split in splits for part in ("images", "labels", "masks")
+              if getattr(getattr(dataset, split), part) is not None}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(path)
+    return dataset
 
 
 def clear_dataset_cache() -> None:

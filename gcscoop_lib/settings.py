@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 VARIABLES = {  # field -> (environment variable, what it sets)
-    "cache": ("GCSCOOP_CACHE", "cached image features and downloaded Fashion-MNIST"),
+    "cache": ("GCSCOOP_CACHE", "cached image features, the drawn embedded tasks and downloaded Fashion-MNIST"),
     "results": ("GCSCOOP_RESULTS", "where your runs' records, solutions and tables are written (default "
                                    "~/gcscoop_runs: the book's own records are never written by a reader's run)"),
     "book_results": ("GCSCOOP_BOOK_RESULTS", "the book's records, tuned recipe and tables, read by every run "

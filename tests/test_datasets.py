@@ -21,3 +21,21 @@ def test_a_task_is_built_once_per_process_until_the_cache_is_cleared():
 def test_an_unknown_dataset_lists_every_name():
     with pytest.raises(ValueError, match=r"unknown dataset 'cifar10': choose one of \['coloured_shapes'.*'dtd'"):
         datasets.load_dataset("cifar10")
+
+
+def test_an_embedded_task_is_drawn_once_per_machine_and_a_broken_copy_is_drawn_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("GCSCOOP_CACHE", str(tmp_path))
+    drawn = world.build_embedded("shapes", "inverted")
+    for attempt in ("drawn", "read back", "broken"):
+        if attempt == "broken":
+            stored.write_bytes(b"not an npz")
+        datasets.clear_dataset_cache()
+        task = datasets.load_dataset("shapes", style="inverted")
+        (stored,) = (tmp_path / "world").glob("shapes_inverted_*.npz")
+        assert (task.name, task.classnames, task.style, task.template) == \
+            (drawn.name, drawn.classnames, drawn.style, drawn.template)
+        for split in ("train", "val", "test"):
+            mine, theirs = getattr(task, split), getattr(drawn, split)
+            assert (mine.images == theirs.images).all() and (mine.labels == theirs.labels).all()
+            assert (mine.masks == theirs.masks).all() and mine.classnames == theirs.classnames
+    assert not list((tmp_path / "world").glob("*.tmp*"))
