@@ -56,7 +56,7 @@ protocols: benchmarks
 benchmark: protocols
 
 chapters: install data
-	$(BIN)/python scripts/run_book.py
+	$(BIN)/python scripts/run_book.py --jobs 2
 	$(BIN)/python -m gcscoop_lib prune --results results
 
 # -q: Sphinx's status lines off (the progress lines and myst's and myst-nb's dumps of their whole

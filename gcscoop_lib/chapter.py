@@ -198,10 +198,7 @@ class Chapter:
             if entry is not None and entry["stamp"] == stamp:
                 return entry["values"]
         values = json.loads(json.dumps(compute()))
-        path = self.runner.dir / COMPUTED
-        content = protocols.read_store(path)
-        content[name] = {"stamp": stamp, "values": values}
-        protocols.write_store(path, content)
+        protocols.store_entry(self.runner.dir / COMPUTED, name, {"stamp": stamp, "values": values})
         return values
 
     def knob(self, method: str, name: str):

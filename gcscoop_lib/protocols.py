@@ -17,6 +17,7 @@ results/protocols.json under a stamp of the protocol's version and of the runs i
 """
 from __future__ import annotations
 
+import fcntl
 import inspect
 import json
 import os
@@ -473,10 +474,8 @@ def results(name: str, runner, tuned: dict, **arguments) -> list[dict]:
             return entry["rows"]
     start = time.time()
     rows = PROTOCOLS[name](runner, tuned, **arguments)
-    path = runner.dir / STORE
-    content = read_store(path)
-    content[name] = {"stamp": stamp, "arguments": arguments, "rows": rows, "seconds": time.time() - start}
-    write_store(path, content)
+    store_entry(runner.dir / STORE, name,
+                {"stamp": stamp, "arguments": arguments, "rows": rows, "seconds": time.time() - start})
     return rows
 
 
@@ -508,6 +507,20 @@ def write_store(path: Path, content: dict) -> None:
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text("{\n" + ",\n".join(lines) + "\n}\n")
     tmp.replace(path)
+
+
+def store_entry(path: Path, name: str, entry: dict) -> None:
+    """Add or replace one entry of a store, holding its folder's lock meanwhile, so that
+    processes storing at once (chapters executed side by side) lose nothing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        content = read_store(path)
+        content[name] = entry
+        write_store(path, content)
+    finally:
+        os.close(folder)   # and with it the lock
 
 
 def prune(folder, tuned: dict) -> list[str]:

@@ -233,3 +233,12 @@ def test_stopping_rules_pick_the_first_best_validation_epoch():
     d = protocols.stopping_difference([curve, dict(curve, seed=2), other, dict(other, seed=2)],
                                       ("sam", "val_H"), ("coop", "val_H"), metric="new")
     assert (d["mean"], d["ahead"], d["seeds"]) == (pytest.approx(2.0), 2, 2)
+
+
+def test_processes_storing_at_once_lose_no_entry(tmp_path):
+    import multiprocessing
+
+    path = tmp_path / "store.json"
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        pool.starmap(protocols.store_entry, [(path, f"entry {i}", {"rows": [i] * 20000}) for i in range(48)])
+    assert protocols.read_store(path) == {f"entry {i}": {"rows": [i] * 20000} for i in range(48)}
