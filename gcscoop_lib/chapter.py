@@ -151,13 +151,21 @@ class Chapter:
         """Every method x dataset x seed (stored or run now) and its summary; `records` names the
         records file they are kept in (the benchmark's by default), `recipe` changes the recipe
         for these runs and `partition` their base classes."""
+        return self.tables(method_names, [knobs], seeds, datasets, records, recipe, partition)[0]
+
+    def tables(self, method_names, grid: list[dict], seeds=protocol.SEEDS, datasets=None,
+               records: str = "runs.jsonl", recipe: dict | None = None, partition: str = "coop") -> list[Table]:
+        """One table per knob setting of a grid (05_gcscoop), their runs trained together: a
+        grid of the knobs a method lets differ inside a population (Method.per_member) trains
+        as one population per task."""
         if records not in self._runners:   # the benchmark's runs are lent, never trained again
             self._runners[records] = Runner(self.runner.dir, self.runner.device, records,
                                             borrow_from=(self.runner.path.name,))
-        runner = self._runners[records]
-        done = runner.run_many([self.config(m, d, s, recipe, partition, **knobs) for m in method_names
-                                for d in datasets or self.datasets for s in seeds])
-        return Table(done, reports.summarise(done))
+        configs = [self.config(m, d, s, recipe, partition, **knobs) for knobs in grid for m in method_names
+                   for d in datasets or self.datasets for s in seeds]
+        done = self._runners[records].run_many(configs)
+        size = len(done) // len(grid)
+        return [Table(done[i:i + size], reports.summarise(done[i:i + size])) for i in range(0, len(done), size)]
 
     def world(self) -> tuple[Runner, dict]:
         """The runner and tuned recipe of the embedded world (06_protocols): this chapter's under

@@ -292,6 +292,7 @@ class Method:
     #                                             template) -> PromptModel
     version: int = 1                # bump when its update or knobs change
     #                                 what they compute (gcscoop_lib.stamps)
+    per_member: tuple = ()          # knobs that may differ inside a population (the update uses them per row, M x 1)
 
     @property
     def trains(self) -> bool:
@@ -333,13 +334,14 @@ METHODS = {m.name: m for m in [
     Method("coop", "CoOp", "#d62728", coop_update),
     Method("cocoop", "CoCoOp", "#9467bd", coop_update, build=cocoop.build),
     Method("prograd", "ProGrad", "#1f77b4", prograd_update, ProGradKnobs,
-           {"lam": (0.25, 0.5, 1.0, 2.0)}),
+           {"lam": (0.25, 0.5, 1.0, 2.0)}, per_member=("lam",)),
     Method("kgcoop", "KgCoOp", "#17becf", kgcoop_update, KgCoOpKnobs,
            {"lam": (2.0, 4.0, 8.0, 16.0)}),
     Method("sam", "SAM-CoOp", "#ff7f0e", sam_update, SamKnobs,
-           {"rho": (0.02, 0.05, 0.2, 0.5)}),
+           {"rho": (0.02, 0.05, 0.2, 0.5)}, per_member=("rho",)),
     Method("gcscoop", "GCSCoOp", "#2ca02c", gcscoop_update, GcsCoOpKnobs,
-           {"rho": (0.05, 0.1, 0.2, 0.5)}),
+           {"rho": (0.05, 0.1, 0.2, 0.5)},
+           per_member=("rho", "beta_low", "beta_up")),
 ]}
 
 

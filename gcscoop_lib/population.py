@@ -19,6 +19,7 @@ update rewritten in torch.func's functional style.
 from __future__ import annotations
 
 import dataclasses
+import types
 
 import torch
 import torch.nn.functional as F
@@ -28,14 +29,15 @@ from .devices import autocast
 from .prompts import PromptedClip
 
 # A run's config fields that members of one population may not differ in (they may differ in
-# seed and learning rate only).
+# seed, learning rate and the knobs their method lets differ: Method.per_member).
 SHARED_FIELDS = ("method", "dataset", "model", "pretrained", "shots", "epochs", "batch_size", "n_ctx",
                  "ctx_init", "position", "class_specific", "views", "crop", "partition", "knobs")
 
 
-def population_key(config) -> str:
+def population_key(run) -> str:
     """What runs must share to train as one population."""
-    values = dataclasses.asdict(config)
+    values = dataclasses.asdict(run.config)
+    values["knobs"] = {k: v for k, v in values["knobs"].items() if k not in run.method.per_member}
     return repr([(name, values[name]) for name in SHARED_FIELDS])
 
 
@@ -43,8 +45,23 @@ def populations(runs: list, size: int) -> list[list]:
     """Runs grouped into populations of at most `size` members, in their first-seen order."""
     groups: dict[str, list] = {}
     for run in runs:
-        groups.setdefault(population_key(run.config), []).append(run)
+        groups.setdefault(population_key(run), []).append(run)
     return [members[i:i + size] for members in groups.values() for i in range(0, len(members), size)]
+
+
+def member_knobs(runs: list):
+    """The knobs an update is handed for these members: the run's own when they all share them;
+    else each knob that differs as an M x 1 column, one row per member, which the update uses
+    against each member's own row of the gradient (a knob grid trained as one population)."""
+    first = runs[0].knobs
+    if all(run.knobs == first for run in runs):
+        return first
+    values = {f.name: getattr(first, f.name) for f in dataclasses.fields(first)}
+    for name in values:
+        column = [getattr(run.knobs, name) for run in runs]
+        if len(set(column)) > 1:
+            values[name] = torch.tensor(column, dtype=torch.float32)[:, None]
+    return types.SimpleNamespace(**values)
 
 
 class Population:

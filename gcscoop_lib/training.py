@@ -21,7 +21,7 @@ from .diagnostics import drift
 from .features import CROPS
 from .methods import Batch
 from .models import Clip, load_clip
-from .population import Population
+from .population import Population, member_knobs
 from .prompts import SINGLE_TEMPLATE
 from .splits import PARTITIONS
 from .tasks import Task, prepare_task
@@ -235,7 +235,7 @@ def fit(model, runs: "Run | list[Run]", views: int, n: int, batch_at, after_epoc
         histories, steps = fit(Population([model]), [runs], views, n, lambda _, view, idx: batch_at(view, idx),
                                after_epoch and (lambda _, row: after_epoch(row)), progress, on_step)
         return histories[0], steps[0]
-    config, update, knobs = runs[0].config, runs[0].method.update, runs[0].knobs
+    config, update, knobs = runs[0].config, runs[0].method.update, member_knobs(runs)
     per_member = len(model.params) // len(runs)
     optimizer = torch.optim.SGD([{"params": model.params[m * per_member:(m + 1) * per_member], "lr": run.config.lr}
                                  for m, run in enumerate(runs)],

@@ -87,6 +87,18 @@ def test_a_table_summarises_methods_datasets_and_seeds(book):
         sum(r["base"] for r in table.records[:2]) / 2)
 
 
+def test_a_knob_grid_gives_one_table_per_setting_trained_as_one_population(book):
+    chapter = open_chapter("tiny", device="cpu")
+    grid = [{"rho": 0.02}, {"rho": 0.5}]
+    tables = chapter.tables(["sam"], grid, seeds=(1,), datasets=["shapes"], records="grid.jsonl")
+    stored = records.read_records(chapter.runner.dir / "grid.jsonl")
+    assert [r["population"] for r in stored] == [2, 2]
+    for knobs, table in zip(grid, tables):
+        assert [r["config"]["knobs"] for r in table.records] == [knobs]
+        assert table.records == chapter.table(["sam"], seeds=(1,), datasets=["shapes"], records="grid.jsonl",
+                                              **knobs).records
+
+
 def test_the_tiny_profile_needs_the_books_tuned_recipe(tmp_path, monkeypatch):
     monkeypatch.setenv("GCSCOOP_BOOK_RESULTS", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="python -m gcscoop_lib tune"):

@@ -102,3 +102,38 @@ def test_a_tracked_member_records_the_curves_of_its_solo_run(clip, tasks):
         for ours, theirs in zip(member.history, alone.history, strict=True):
             assert set(ours) == set(theirs) >= {"base", "new", "val_base", "val_new", "kl", "distance", "text_cos"}
             assert all(ours[k] == pytest.approx(theirs[k], rel=1e-4, abs=0.15) for k in ours)
+
+
+@pytest.mark.parametrize("method,grid", [
+    ("sam", [{"rho": 0.02}, {"rho": 0.2}, {"rho": 0.5}]),
+    ("gcscoop", [{"rho": 0.05, "beta_low": 0.0}, {"rho": 0.2, "beta_low": 0.4, "beta_up": 0.6},
+                 {"rho": 0.5, "beta_low": 0.5, "beta_up": 0.95}]),
+])
+def test_a_knob_grid_trains_as_one_population_and_each_member_is_its_solo_run(clip, tasks, method, grid):
+    runs = [TrainConfig(method=method, seed=1 + i % 2, knobs=knobs, **SMALL).resolve() for i, knobs in enumerate(grid)]
+    assert population.populations(runs, size=16) == [runs]
+    together = train_population(runs, clip, [tasks[r.config.seed] for r in runs])
+    for run, member in zip(runs, together):
+        alone = train(run, clip, tasks[run.config.seed])
+        assert torch.allclose(flat(member.model), flat(alone.model), rtol=1e-5, atol=1e-7), run.config.knobs
+        if method == "gcscoop":
+            assert [s["regime"] for s in member.steps] == [s["regime"] for s in alone.steps]
+    if method == "gcscoop":   # the grid's members take different regimes
+        assert len({tuple(s["regime"] for s in m.steps) for m in together}) == 3
+
+
+def test_prograd_weights_grid_members_by_their_own_lam(clip, tasks):
+    runs = [TrainConfig(method="prograd", seed=1, knobs={"lam": lam}, **SMALL).resolve() for lam in (0.0, 1.0)]
+    assert population.populations(runs, size=16) == [runs]
+    together = train_population(runs, clip, [tasks[1]] * 2)
+    for run, member in zip(runs, together):
+        alone = train(run, clip, tasks[1])
+        assert [s["conflict"] for s in member.steps[:10]] == [s["conflict"] for s in alone.steps[:10]]
+        assert torch.allclose(flat(member.model), flat(alone.model), rtol=1e-3, atol=1e-5)
+    coop = train(TrainConfig(method="coop", seed=1, **SMALL).resolve(), clip, tasks[1])
+    assert torch.allclose(flat(together[0].model), flat(coop.model), rtol=1e-5, atol=1e-7)   # lam = 0 is CoOp
+
+
+def test_knobs_a_method_uses_as_a_whole_keep_their_runs_apart():
+    runs = [TrainConfig(method="kgcoop", seed=1, knobs={"lam": lam}, **SMALL).resolve() for lam in (2.0, 8.0)]
+    assert population.populations(runs, size=16) == [[runs[0]], [runs[1]]]
