@@ -18,16 +18,39 @@ def run_configs(configs: list, results, device: str = "auto", records_file: str 
     return Runner(results, device, records_file).run_many(configs, track)
 
 
+# A step's cost that does not grow with a population's members, in members' worth: measured on
+# a 10-class task, one run's step takes about 8.5 ms and each further member adds about 2 ms.
+STEP_COST_IN_MEMBERS = 4
+
+
 def share(runs: list, jobs: int) -> list[list]:
     """The runs split among `jobs` jobs a population at a time, the largest first, each to the
-    job with the least work so far (a population's work: its members times its epochs)."""
-    groups = sorted(population.populations(runs, settings.current().population),
-                    key=lambda g: -len(g) * g[0].config.epochs)
-    chunks, work = [[] for _ in range(min(jobs, len(groups)))], [0] * min(jobs, len(groups))
-    for group in groups:
-        lightest = work.index(min(work))
-        chunks[lightest] += group
-        work[lightest] += len(group) * group[0].config.epochs
+    job with the least work so far (a population's work: its epochs times its members plus a
+    step's fixed cost). While halving the largest population lowers the busiest job's work (five
+    populations on two jobs), it is halved."""
+    def work(group):
+        return group[0].config.epochs * (STEP_COST_IN_MEMBERS + len(group))
+
+    def assign(groups):
+        chunks, loads = [[] for _ in range(min(jobs, len(groups)))], [0] * min(jobs, len(groups))
+        for group in sorted(groups, key=lambda g: -work(g)):
+            lightest = loads.index(min(loads))
+            chunks[lightest] += group
+            loads[lightest] += work(group)
+        return chunks, max(loads, default=0)
+
+    groups = population.populations(runs, settings.current().population)
+    chunks, busiest = assign(groups)
+    while groups:
+        largest = max(groups, key=work)
+        if len(largest) < 2:
+            break
+        half = len(largest) // 2
+        trial = [g for g in groups if g is not largest] + [largest[:half], largest[half:]]
+        trial_chunks, trial_busiest = assign(trial)
+        if trial_busiest >= busiest:
+            break
+        groups, chunks, busiest = trial, trial_chunks, trial_busiest
     return chunks
 
 

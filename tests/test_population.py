@@ -137,3 +137,14 @@ def test_prograd_weights_grid_members_by_their_own_lam(clip, tasks):
 def test_knobs_a_method_uses_as_a_whole_keep_their_runs_apart():
     runs = [TrainConfig(method="kgcoop", seed=1, knobs={"lam": lam}, **SMALL).resolve() for lam in (2.0, 8.0)]
     assert population.populations(runs, size=16) == [[runs[0]], [runs[1]]]
+
+
+def test_five_populations_share_two_jobs_evenly_by_halving_one():
+    from gcscoop_lib import sweeps
+
+    grid = [TrainConfig(method="sam", seed=s, knobs={"rho": r}, **dict(SMALL, dataset=d)).resolve()
+            for d in ("shapes", "digits", "fashion", "textures", "coloured_shapes") for s in (1, 2, 3)
+            for r in (0.02, 0.05, 0.2, 0.5)]
+    chunks = sweeps.share(grid, 2)
+    assert sorted(len(c) for c in chunks) == [30, 30]
+    assert sorted(r.key for c in chunks for r in c) == sorted(r.key for r in grid)
