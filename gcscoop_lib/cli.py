@@ -120,7 +120,7 @@ def cmd_benchmark(args) -> None:
                for m in args.methods for d in args.datasets for s in args.seeds]
     runner = runs.Runner(args.results, args.device, progress=True, borrow_from=("tuning_runs.jsonl",))
     if args.jobs > 1 and not args.force:   # train in parallel first: single-threaded runs come out alike
-        todo = [c for c in configs if runner.current(c.resolve()) is None and c.resolve().key not in runner.lendable]
+        todo = [c for c in configs if runner.needs(c.resolve(), args.track)]   # a tuning run lacks its curves
         sweeps.sweep(todo, args.results, "local", args.jobs, args.device, track=args.track)
         runner = runs.Runner(args.results, args.device, progress=True, borrow_from=("tuning_runs.jsonl",))
     done = [runner.run(c, force=True) for c in configs] if args.force else runner.run_many(configs, args.track)

@@ -60,6 +60,9 @@ def member_knobs(runs: list):
     for name in values:
         column = [getattr(run.knobs, name) for run in runs]
         if len(set(column)) > 1:
+            if name not in runs[0].method.per_member:
+                raise ValueError(f"{runs[0].method.label}'s members differ in {name}, which its update uses "
+                                 "as a whole: train them as populations of their own (population.populations)")
             values[name] = torch.tensor(column, dtype=torch.float32)[:, None]
     return types.SimpleNamespace(**values)
 

@@ -96,8 +96,10 @@ def zero_shot_config(dataset: str, model: str = "tiny", pretrained: str | None =
 
 
 def protocol_configs(tuned: dict, datasets_=None, shots=FEW_SHOTS, seeds=protocol.SEEDS,
-                     entries=PROMPT_METHODS) -> list[TrainConfig]:
-    """Every training run the protocols read (the 16-shot ones serve all three)."""
+                     entries=None) -> list[TrainConfig]:
+    """Every training run the protocols read (the 16-shot ones serve all three): by default those
+    of every few-shot entry that trains."""
+    entries = entries or [e for e in FEW_SHOT_METHODS if e not in ("zeroshot", "linear_probe")]
     return [all_class_config(e, d, k, s, tuned) for e in entries for d in datasets_ or datasets.dataset_names()
             for k in shots for s in seeds]
 

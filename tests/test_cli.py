@@ -117,6 +117,27 @@ def test_benchmark_writes_its_tables_where_it_says_and_force_runs_again(results,
     assert len(records.read_records(results / "runs.jsonl")) == 4
 
 
+def test_a_tracked_benchmark_gives_its_jobs_the_runs_tuning_lent_too(results, capsys, monkeypatch):
+    """A tuning run has a record but no curves: the jobs train it tracked, not the parent alone afterwards."""
+    from gcscoop_lib import runs, sweeps
+    from gcscoop_lib.training import TrainConfig
+
+    lent = TrainConfig(method="coop", dataset="shapes", seed=1, **TUNING["recipe"])
+    runs.Runner(results, "cpu", records_file="tuning_runs.jsonl").run(lent)
+
+    handed, trained_after = [], []
+
+    def inline(configs, folder, *args, track=False, **kwargs):   # the jobs, in this process
+        handed.extend(c.resolve().key for c in configs)
+        sweeps.run_configs(configs, folder, "cpu", track=track)
+        monkeypatch.setattr(runs.Runner, "_execute_population", lambda self, group, track: trained_after.extend(group))
+
+    monkeypatch.setattr(sweeps, "sweep", inline)
+    cli(capsys, "benchmark", "--methods", "coop", "--datasets", "shapes", "--seeds", "1", "2", "--track",
+        "--jobs", "2", "--results", str(results))
+    assert lent.resolve().key in handed and len(handed) == 2 and trained_after == []
+
+
 def test_sweep_writes_its_records_and_tables_where_it_says(results, capsys):
     out = cli(capsys, "sweep", "--methods", "coop", "--datasets", "shapes", "--seeds", "1", "2",
               "--results", str(results))

@@ -137,6 +137,8 @@ def test_prograd_weights_grid_members_by_their_own_lam(clip, tasks):
 def test_knobs_a_method_uses_as_a_whole_keep_their_runs_apart():
     runs = [TrainConfig(method="kgcoop", seed=1, knobs={"lam": lam}, **SMALL).resolve() for lam in (2.0, 8.0)]
     assert population.populations(runs, size=16) == [[runs[0]], [runs[1]]]
+    with pytest.raises(ValueError, match="differ in lam, which its update uses as a whole"):
+        population.member_knobs(runs)
 
 
 def test_five_populations_share_two_jobs_evenly_by_halving_one():

@@ -242,3 +242,18 @@ def test_processes_storing_at_once_lose_no_entry(tmp_path):
     with multiprocessing.get_context("spawn").Pool(4) as pool:
         pool.starmap(protocols.store_entry, [(path, f"entry {i}", {"rows": [i] * 20000}) for i in range(48)])
     assert protocols.read_store(path) == {f"entry {i}": {"rows": [i] * 20000} for i in range(48)}
+
+
+def test_the_runs_trained_ahead_in_parallel_are_every_run_the_few_shot_protocol_trains(monkeypatch):
+    tuned = {"recipe": {"lr": 0.01, "epochs": 100, "batch_size": 32}, "knobs": {"sam": {"rho": 0.05}}}
+    asked = []
+
+    class Asking:   # a runner that notes the runs it is asked to train, then stops the protocol
+        def run_many(self, configs):
+            asked.extend(c.resolve().key for c in configs)
+            raise StopIteration
+
+    with pytest.raises(StopIteration):
+        protocols.few_shot(Asking(), tuned)
+    ahead = [c.resolve().key for c in protocols.protocol_configs(tuned)]
+    assert sorted(ahead) == sorted(asked) and len(set(ahead)) == len(ahead)
