@@ -158,6 +158,12 @@ def cmd_protocol(args) -> None:
         if "stopping" in names:
             stopping = protocols.stopping_configs(tuned, args.datasets, args.seeds or protocols.STOPPING_SEEDS)
             sweeps.sweep(stopping, args.results, "local", args.jobs, args.device, track=True)
+        # then the protocols' own work (probes, shifted test sets, saliency), one protocol a process
+        from concurrent.futures import ProcessPoolExecutor
+        from multiprocessing import get_context
+        with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
+            list(pool.map(_protocol_rows, names, [args.results] * len(names), [args.device] * len(names),
+                          [tuned] * len(names), [arguments[name] for name in names]))
     runner = runs.Runner(args.results, args.device)
     for name in names:
         rows = protocols.results(name, runner, tuned, **arguments[name])
@@ -166,6 +172,11 @@ def cmd_protocol(args) -> None:
     (runner.dir / "protocols.md").write_text(report)
     print(f"{', '.join(names)} in {time.time() - start:.0f}s -> {runner.dir / protocols.STORE}, "
           f"{runner.dir / 'protocols.md'} (runs in {runner.path})")
+
+
+def _protocol_rows(name: str, results, device: str, tuned: dict, arguments: dict) -> None:
+    """Compute and store one protocol's rows (a process of `protocol --jobs`)."""
+    protocols.results(name, runs.Runner(results, device), tuned, **arguments)
 
 
 def cmd_sweep(args) -> None:

@@ -40,7 +40,7 @@ def test_train_says_where_it_wrote_and_a_second_train_loads_what_it_wrote(result
     assert second[0] == first[0]
     assert second[1] == (f"loaded from a stored record in {results / 'runs.jsonl'}: nothing was trained "
                          "(--force trains again)")
-    assert len(records.read_records(results / "runs.jsonl")) == 1
+    assert records.read_records(results / "runs.jsonl")   # trained there, stored here
     assert train(capsys, results, "--force")[1].startswith("trained now")
     assert len(records.read_records(results / "runs.jsonl")) == 2
 
@@ -163,6 +163,17 @@ def test_protocol_writes_its_store_and_report_where_it_says(results, capsys):
     stored = json.loads((results / "protocols.json").read_text())
     assert {r["dataset"] for r in stored["saliency"]["rows"]} == {"shapes"}
     assert "share of saliency inside the object" in (results / "protocols.md").read_text()
+
+
+def test_a_protocol_computed_in_a_process_of_its_own_is_stored(results, capsys, monkeypatch):
+    from gcscoop_lib import sweeps
+
+    monkeypatch.setattr(sweeps, "sweep", lambda *args, **kwargs: None)   # its one run trains in that process
+    out = cli(capsys, "protocol", "saliency", "--datasets", "shapes", "--seeds", "1", "--jobs", "2",
+              "--results", str(results))
+    stored = json.loads((results / "protocols.json").read_text())
+    assert {r["dataset"] for r in stored["saliency"]["rows"]} == {"shapes"} and "saliency" in out[-1]
+    assert records.read_records(results / "runs.jsonl")   # trained there, stored here
 
 
 def test_prune_drops_stored_protocols_that_are_no_longer_current(results, capsys):
