@@ -3,8 +3,9 @@ with and without populations, in the same run (README, book/10_about.md).
 
     python benchmarks/pipeline.py --regenerate     # or: make pipeline
 
-From nothing means: the venv installed, and no run records, solutions, tuning, protocols or
-image-feature cache (the few-shot draws in results/splits/ stay: they are the tasks' data).
+From nothing means: the venv installed, and no run records, solutions, tuning, protocols, stored
+figure data (results/computed.json) or image-feature cache (the few-shot draws in
+results/splits/ stay: they are the tasks' data).
 The stages are the targets of `make book`: tuning, benchmarks, protocols, chapters, HTML, run
 one after another with the Makefile's own commands (both cores: populations of single-threaded
 runs in two jobs). --regenerate is required because it deletes the book's stored results and
@@ -47,8 +48,10 @@ def processor() -> dict:
 
 
 def start_from_nothing() -> None:
-    """Delete what the pipeline makes: records, solutions, tuning, protocols and their tables."""
-    for path in [*RESULTS.glob("*.jsonl"), RESULTS / "tuning.json", RESULTS / "protocols.json"]:
+    """Delete what the pipeline makes: records, solutions, tuning, protocols, what the chapters
+    computed from solutions, and their tables."""
+    for path in [*RESULTS.glob("*.jsonl"), RESULTS / "tuning.json", RESULTS / "protocols.json",
+                 RESULTS / "computed.json"]:
         path.unlink(missing_ok=True)
     shutil.rmtree(RESULTS / "solutions", ignore_errors=True)
 
