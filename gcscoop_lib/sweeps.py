@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import paper_data, population, settings
+from . import paper_data, population, settings, world
 from .runs import Runner
+from .splits import base_new_classes
 from .training import TrainConfig, as_run
 
 EXECUTORS = ("inline", "local", "slurm")
@@ -19,17 +20,27 @@ def run_configs(configs: list, results, device: str = "auto", records_file: str 
 
 
 # A step's cost that does not grow with a population's members, in members' worth: measured on
-# a 10-class task, one run's step takes about 8.5 ms and each further member adds about 2 ms.
+# a 10-class task, one run's step takes about 8.5 ms and each further member adds about 2 ms
+# (benchmarks/population.py).
 STEP_COST_IN_MEMBERS = 4
+
+
+def steps(config) -> int:
+    """How many optimiser steps a run takes: its epochs times its batches (the embedded tasks'
+    class counts are known without loading them; another dataset counts as one class)."""
+    spec = world.EMBEDDED.get(config.dataset)
+    classes = len(base_new_classes(len(spec["classnames"]), config.partition)[0]) if spec else 1
+    return config.epochs * max(1, config.shots * classes // config.batch_size)
 
 
 def share(runs: list, jobs: int) -> list[list]:
     """The runs split among `jobs` jobs a population at a time, the largest first, each to the
-    job with the least work so far (a population's work: its epochs times its members plus a
-    step's fixed cost). While halving the largest population lowers the busiest job's work (five
-    populations on two jobs), it is halved."""
+    job with the least work so far (a population's work: its steps times its members plus a
+    step's fixed cost; CoCoOp's batches of one image make its runs the longest). While halving
+    the largest population lowers the busiest job's work (five populations on two jobs), it is
+    halved."""
     def work(group):
-        return group[0].config.epochs * (STEP_COST_IN_MEMBERS + len(group))
+        return steps(group[0].config) * (STEP_COST_IN_MEMBERS + len(group))
 
     def assign(groups):
         chunks, loads = [[] for _ in range(min(jobs, len(groups)))], [0] * min(jobs, len(groups))

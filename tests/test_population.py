@@ -144,9 +144,21 @@ def test_knobs_a_method_uses_as_a_whole_keep_their_runs_apart():
 def test_five_populations_share_two_jobs_evenly_by_halving_one():
     from gcscoop_lib import sweeps
 
-    grid = [TrainConfig(method="sam", seed=s, knobs={"rho": r}, **dict(SMALL, dataset=d)).resolve()
-            for d in ("shapes", "digits", "fashion", "textures", "coloured_shapes") for s in (1, 2, 3)
-            for r in (0.02, 0.05, 0.2, 0.5)]
+    grid = [TrainConfig(method=m, seed=s, knobs={"rho": r}, **dict(SMALL, dataset=d)).resolve()
+            for m, d in (("sam", "shapes"), ("sam", "digits"), ("sam", "fashion"), ("sam", "textures"),
+                         ("gcscoop", "shapes")) for s in (1, 2, 3) for r in (0.05, 0.1, 0.2, 0.5)]
     chunks = sweeps.share(grid, 2)
     assert sorted(len(c) for c in chunks) == [30, 30]
     assert sorted(r.key for c in chunks for r in c) == sorted(r.key for r in grid)
+
+
+def test_a_population_weighs_its_steps_so_cocoops_batches_of_one_image_fill_a_job_of_their_own():
+    from gcscoop_lib import sweeps
+
+    cocoop = [TrainConfig(method="cocoop", seed=s, shots=16, epochs=10, batch_size=1, partition="all").resolve()
+              for s in (1, 2, 3)]
+    coop = [TrainConfig(method="coop", seed=s, shots=16, epochs=100, batch_size=32, partition="all",
+                        dataset=d).resolve() for d in ("shapes", "digits", "textures", "fashion") for s in (1, 2, 3)]
+    assert sweeps.steps(cocoop[0].config) == 10 * 160 and sweeps.steps(coop[0].config) == 100 * 5
+    chunks = sweeps.share(cocoop + coop, 2)
+    assert sorted(len(c) for c in chunks) == [3, 12] and {r.config.method for r in min(chunks, key=len)} == {"cocoop"}
