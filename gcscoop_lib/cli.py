@@ -19,6 +19,8 @@ import argparse
 import json
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 from . import (datasets, evaluation, methods, paper_data, protocol, protocols, reports, runs, settings, staleness,
@@ -159,8 +161,6 @@ def cmd_protocol(args) -> None:
             stopping = protocols.stopping_configs(tuned, args.datasets, args.seeds or protocols.STOPPING_SEEDS)
             sweeps.sweep(stopping, args.results, "local", args.jobs, args.device, track=True)
         # then the protocols' own work (probes, shifted test sets, saliency), one protocol a process
-        from concurrent.futures import ProcessPoolExecutor
-        from multiprocessing import get_context
         with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
             list(pool.map(_protocol_rows, names, [args.results] * len(names), [args.device] * len(names),
                           [tuned] * len(names), [arguments[name] for name in names]))
