@@ -19,9 +19,9 @@ def run_configs(configs: list, results, device: str = "auto", records_file: str 
     return Runner(results, device, records_file).run_many(configs, track)
 
 
-# A step's cost that does not grow with a population's members, in members' worth: measured on
-# a 10-class task, one run's step takes about 8.5 ms and each further member adds about 2 ms
-# (benchmarks/population.py).
+# A step's cost that does not grow with a population's members, in members' worth: one run's
+# step takes 7.4-7.7 ms and each further member adds 1.2 ms (5 base classes) to 2.4 ms (10), so
+# the shared part is two to five members' worth (results/population_cpu.md).
 STEP_COST_IN_MEMBERS = 4
 
 
