@@ -49,10 +49,11 @@ def populations(runs: list, size: int) -> list[list]:
     return [members[i:i + size] for members in groups.values() for i in range(0, len(members), size)]
 
 
-def member_knobs(runs: list):
+def member_knobs(runs: list, device="cpu"):
     """The knobs an update is handed for these members: the run's own when they all share them;
-    else each knob that differs as an M x 1 column, one row per member, which the update uses
-    against each member's own row of the gradient (a knob grid trained as one population)."""
+    else each knob that differs as an M x 1 column on the gradients' device, one row per member,
+    which the update uses against each member's own row of the gradient (a knob grid trained as
+    one population)."""
     first = runs[0].knobs
     if all(run.knobs == first for run in runs):
         return first
@@ -63,7 +64,7 @@ def member_knobs(runs: list):
             if name not in runs[0].method.per_member:
                 raise ValueError(f"{runs[0].method.label}'s members differ in {name}, which its update uses "
                                  "as a whole: train them as populations of their own (population.populations)")
-            values[name] = torch.tensor(column, dtype=torch.float32)[:, None]
+            values[name] = torch.tensor(column, dtype=torch.float32, device=device)[:, None]
     return types.SimpleNamespace(**values)
 
 

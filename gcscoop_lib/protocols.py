@@ -40,7 +40,8 @@ FEW_SHOTS = (1, 2, 4, 8, 16)
 # Entries of the protocols: the library's methods, CoOp with augmented views, and a linear probe
 PROMPT_METHODS = ("coop", "coop_aug", "cocoop", "prograd", "kgcoop", "sam", "gcscoop")
 AUGMENTED = {"coop_aug": "square", "coop_aug_papers": "papers"}   # CoOp entries with views: their crop
-FEW_SHOT_METHODS = ("zeroshot", "linear_probe") + PROMPT_METHODS + ("coop_aug_papers",)
+UNTRAINED = ("zeroshot", "linear_probe")   # entries that read no prompt run
+FEW_SHOT_METHODS = UNTRAINED + PROMPT_METHODS + ("coop_aug_papers",)
 AUGMENTED_VIEWS = 8            # CoOp + augmentation: crops and flips (features.CROPS), cached per image
 PROBE_C = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)   # the linear probe's inverse L2 weights
 TARGET_IMAGES_PER_CLASS = 50   # test images per class that the domain and transfer targets use
@@ -99,7 +100,7 @@ def protocol_configs(tuned: dict, datasets_=None, shots=FEW_SHOTS, seeds=protoco
                      entries=None) -> list[TrainConfig]:
     """Every training run the protocols read (the 16-shot ones serve all three): by default those
     of every few-shot entry that trains."""
-    entries = entries or [e for e in FEW_SHOT_METHODS if e not in ("zeroshot", "linear_probe")]
+    entries = entries or [e for e in FEW_SHOT_METHODS if e not in UNTRAINED]
     return [all_class_config(e, d, k, s, tuned) for e in entries for d in datasets_ or datasets.dataset_names()
             for k in shots for s in seeds]
 
@@ -139,7 +140,7 @@ def few_shot(runner, tuned: dict, datasets_=None, shots=FEW_SHOTS, seeds=protoco
     for k in shots:
         epochs_for(k, 2)   # one clear error for a bad K before anything runs
     clip = dict(model=model, pretrained=pretrained)
-    prompts = [e for e in entries if e not in ("zeroshot", "linear_probe")]
+    prompts = [e for e in entries if e not in UNTRAINED]
     runner.run_many([all_class_config(e, d, k, s, tuned, **clip) for e in prompts for d in names for k in shots
                      for s in seeds])
     rows = []
@@ -207,7 +208,7 @@ def sixteen_shot_configs(tuned: dict, names: list[str], seeds, entries) -> list[
     return [all_class_config(e, d, 16, s, tuned) for e in entries if e in PROMPT_METHODS for d in names for s in seeds]
 
 
-DOMAIN_METHODS = ("zeroshot", "linear_probe") + PROMPT_METHODS
+DOMAIN_METHODS = UNTRAINED + PROMPT_METHODS
 TRANSFER_METHODS = ("zeroshot",) + PROMPT_METHODS
 
 

@@ -235,7 +235,7 @@ def fit(model, runs: "Run | list[Run]", views: int, n: int, batch_at, after_epoc
         histories, steps = fit(Population([model]), [runs], views, n, lambda _, view, idx: batch_at(view, idx),
                                after_epoch and (lambda _, row: after_epoch(row)), progress, on_step)
         return histories[0], steps[0]
-    config, update, knobs = runs[0].config, runs[0].method.update, member_knobs(runs)
+    config, update, knobs = runs[0].config, runs[0].method.update, member_knobs(runs, model.params[0].device)
     per_member = len(model.params) // len(runs)
     optimizer = torch.optim.SGD([{"params": model.params[m * per_member:(m + 1) * per_member], "lr": run.config.lr}
                                  for m, run in enumerate(runs)],
