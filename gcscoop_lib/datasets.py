@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,18 @@ from . import paper_data, settings, world
 from .imagesets import Dataset, ImageSet
 
 _DATASET_CACHE: dict[tuple, Dataset] = {}
+_REGISTERED: dict[str, Callable[[str | None], Dataset]] = {}
+
+
+def register(name: str, build: Callable[[str | None], Dataset]) -> None:
+    """Make a task of one's own runnable by name (a reader's images, a study's next world):
+    build(style) returns its Dataset, in its own style for None. Lasts for this process; the
+    book's chapters and protocols keep to the embedded tasks (dataset_names)."""
+    if name in world.EMBEDDED or name in paper_data.REGISTRY:
+        raise ValueError(f"{name!r} is already a dataset of the library: register yours under another name")
+    _REGISTERED[name] = build
+    for key in [key for key in _DATASET_CACHE if key[0] == name]:
+        del _DATASET_CACHE[key]
 
 
 def load_dataset(name: str, image_size: int = 224, style: str | None = None) -> Dataset:
@@ -22,6 +35,8 @@ def load_dataset(name: str, image_size: int = 224, style: str | None = None) -> 
     if key not in _DATASET_CACHE:
         if name in world.EMBEDDED:
             _DATASET_CACHE[key] = _embedded(name, style)
+        elif name in _REGISTERED:
+            _DATASET_CACHE[key] = _REGISTERED[name](style)
         elif style is not None:
             raise ValueError(f"{name} is one of the papers' datasets: it has no other style than its own")
         elif name in paper_data.REGISTRY:
@@ -71,5 +86,5 @@ def dataset_names() -> list[str]:
 
 
 def all_dataset_names() -> list[str]:
-    """The embedded tasks and the papers' datasets."""
-    return dataset_names() + sorted(paper_data.REGISTRY)
+    """The embedded tasks, the papers' datasets and any registered here (register)."""
+    return dataset_names() + sorted(paper_data.REGISTRY) + sorted(_REGISTERED)

@@ -27,12 +27,15 @@ import time
 from pathlib import Path
 from statistics import fmean as mean, stdev
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import calibrate_world as calibration  # noqa: E402  (the first calibration: recipe, grids, nine targets)
 
-from gcscoop_lib import datasets, evaluation, features, protocols, splits, tiny  # noqa: E402
+from gcscoop_lib import datasets, evaluation, features, protocol, protocols, splits, tiny  # noqa: E402
+from gcscoop_lib.imagesets import Dataset, ImageSet  # noqa: E402
+from gcscoop_lib.prompts import zero_shot_weights  # noqa: E402
 from gcscoop_lib.runs import Runner  # noqa: E402
 from gcscoop_lib.training import TrainConfig  # noqa: E402
 
@@ -113,6 +116,10 @@ CANDIDATES = [
      "decision": "dropped: zero-shot falls 6 to 9 points, ProGrad's H gain falls to +0.7, augmentation still "
                  "costs CoOp 7 points and the probe still wins; 3 of 13 targets missed"},
 ]
+
+
+# The candidate the choice rule keeps (its held-out measurements are the study's last step).
+CHOSEN = "v4"
 
 
 # What the measurements say, written after reading them (the numbers above it are the log's).
@@ -307,6 +314,95 @@ def measure(candidate: dict, seeds=SEEDS, partition: str = "coop") -> dict:
             "seconds": {"base_to_new": round(b2n_seconds), "few_shot": round(time.time() - start - b2n_seconds)}}
 
 
+# ----------------------------------------------------------------------------- held out
+# The world's 'ImageNet' for the held-out protocols: every class of the web's four sources in
+# the web's common style. The suffix counts its classes (a changed task gets a new name, so no
+# record of the old one is read for it).
+BROAD = "broad40"
+BROAD_SOURCES = ("fashion", "digits", "shapes", "textures")
+BROAD_PER_CLASS = {"train": 50, "val": 20, "test": 50}   # the first images of each class in each split
+BROAD_STYLE = "clean"                                     # 60 % of the web (tiny.STYLE_PROBS)
+HELD_OUT_BASE_TO_NEW = ("sam", "gcscoop", "cocoop")
+BROAD_ENTRIES = ("coop", "cocoop", "prograd", "kgcoop", "sam", "gcscoop")   # and zero-shot CLIP
+
+
+def broad_task(style: str | None = None) -> Dataset:
+    """The broad source task: the 40 classes of fashion, digits, shapes and textures, drawn from
+    those tasks' own images and splits (so no source image is a transfer target's test image),
+    shown in the web's common style; `style` shows the same images in another (a target)."""
+    classnames, parts = [], {split: [] for split in BROAD_PER_CLASS}
+    for source in BROAD_SOURCES:
+        data = datasets.load_dataset(source, style=style or BROAD_STYLE)
+        for split, per_class in BROAD_PER_CLASS.items():
+            first = protocols.first_per_class(getattr(data, split), per_class)
+            parts[split].append((first.images, first.labels + len(classnames)))
+        classnames += data.classnames
+    joined = {split: ImageSet(np.concatenate([images for images, _ in sets]),
+                              np.concatenate([labels for _, labels in sets]), list(classnames), None)
+              for split, sets in parts.items()}
+    return Dataset(BROAD, classnames, joined["train"], joined["val"], joined["test"], style=style or BROAD_STYLE)
+
+
+def held_out(candidate: dict, entry: dict, seeds=SEEDS) -> dict:
+    """The held-out measurements of the chosen candidate, in the runs folder of its own measurement:
+    SAM-CoOp, GCSCoOp and CoCoOp on base-to-new; domain generalisation and cross-task transfer from
+    the broad source task; the saliency share. ProGrad's and KgCoOp's knobs are the ones the candidate's
+    measurement chose; SAM's and GCSCoOp's are the book's tuning (results/tuning.json), CoCoOp runs
+    its own recipe (protocol.COCOOP_RECIPE), as in the book."""
+    runner = use_world(candidate, "")
+    datasets.register(BROAD, broad_task)
+    book = json.loads((OUT / "tuning.json").read_text())["knobs"]
+    knobs = {m: {calibration.GRIDS[m][0]: v} for m, v in entry["table"]["knobs"].items()}
+    tuned = {"recipe": calibration.RECIPE, "knobs": {**knobs, "sam": book["sam"], "gcscoop": book["gcscoop"]}}
+    start = time.time()
+    names = datasets.dataset_names()
+
+    def base_to_new_run(method, dataset, seed):
+        if method == "cocoop":
+            return TrainConfig(method=method, dataset=dataset, seed=seed, **protocol.COCOOP_RECIPE)
+        return protocols.base_to_new_config(method, dataset, seed, tuned)
+
+    configs = {(m, d, s): base_to_new_run(m, d, s) for m in HELD_OUT_BASE_TO_NEW for d in names for s in seeds}
+    runner.run_many(list(configs.values()))
+    b2n = {m: summarise({(d, s): runner.run(configs[(m, d, s)]) for d in names for s in seeds}, names, seeds)
+           for m in HELD_OUT_BASE_TO_NEW}
+    b2n_seconds = time.time() - start
+
+    sixteen = {(e, s): protocols.all_class_config(e, BROAD, 16, s, tuned) for e in BROAD_ENTRIES for s in seeds}
+    runner.run_many(list(sixteen.values()))
+    clip = runner.clip(sixteen[("coop", seeds[0])])
+    models = {key: runner.solution(config).model for key, config in sixteen.items()}
+
+    def accuracy(entry: str, seed: int, images: ImageSet, classnames: list[str], template: str) -> float:
+        image_features = features.cached_features(clip, images)
+        labels = torch.from_numpy(images.labels)
+        if entry == "zeroshot":
+            predictions = (image_features @ zero_shot_weights(clip, classnames, template).T).argmax(-1)
+            return 100.0 * (predictions == labels).float().mean().item()
+        model = models[(entry, seed)]
+        same = classnames == list(model.learner.classnames)
+        return evaluation.accuracy(model if same else model.for_classes(classnames), image_features, labels)
+
+    everyone = ("zeroshot",) + BROAD_ENTRIES
+    domain = []
+    for style in ("clean", "noisy", "blurry", "dark", "inverted"):
+        data = datasets.load_dataset(BROAD, style=style)
+        domain += [{"method": e, "seed": s, "style": style, "acc": accuracy(e, s, data.test, data.classnames,
+                                                                              data.template)}
+                   for e in everyone for s in seeds]
+    transfer = []
+    for target in names:
+        data, images = datasets.load_dataset(target), protocols.target_set(target)
+        transfer += [{"method": e, "seed": s, "target": target,
+                      "acc": accuracy(e, s, images, data.classnames, data.template)} for e in everyone for s in seeds]
+    saliency = protocols.saliency_shares(runner, tuned, seeds=seeds)
+    return {"candidate": entry["name"], "knobs": tuned["knobs"], "base_to_new": b2n,
+            "zeroshot": entry["table"]["zeroshot"], "domain": domain, "transfer": transfer, "saliency": saliency,
+            "broad": {"classes": len(broad_task().classnames), "per_class": BROAD_PER_CLASS, "style": BROAD_STYLE,
+                      "sources": list(BROAD_SOURCES)},
+            "seconds": {"base_to_new": round(b2n_seconds), "broad_and_saliency": round(time.time() - start - b2n_seconds)}}
+
+
 # ----------------------------------------------------------------------------- the report
 def shown(path: Path) -> str:
     """A weights folder as the report names it: inside the repository or under ~."""
@@ -339,6 +435,8 @@ def render(study: dict) -> str:
     lines += ["", f"Choice rule: {pre['choice']}.", ""]
     if study["candidates"]:
         lines += render_candidates(study["candidates"])
+    if study.get("held_out"):
+        lines += render_held_out(study["held_out"])
     if study["candidates"]:
         lines += ["", SUMMARY.strip()]
     return "\n".join(lines) + "\n"
@@ -382,6 +480,92 @@ def render_candidates(entries: list[dict]) -> list[str]:
     return lines
 
 
+# The papers' changes from zero-shot CLIP that the held-out measurements are read against
+# (methods.md 12.1, 3 and 12.3, ViT-B/16): base-to-new (base, new, H), and domain generalisation
+# (source, target average; zero-shot 66.73 -> 57.18, the mean of 60.83 / 46.15 / 47.77 / 73.96).
+PAPERS_BASE_TO_NEW = {"sam": (10.76, -0.94, 4.37), "cocoop": (11.13, -2.53, 4.13)}
+PAPERS_DOMAIN = {"coop": (4.78, 2.10), "cocoop": (4.29, 2.73), "kgcoop": (4.47, 2.94), "prograd": (5.51, 1.90)}
+PAPERS_TRANSFER = {"coop": 63.88, "cocoop": 65.74, "kgcoop": 65.51, "prograd": 64.57}
+
+
+def render_held_out(h: dict) -> list[str]:
+    """The held-out measurements: tables of changes from zero-shot CLIP with the papers' beside them."""
+    seeds = sorted({r["seed"] for r in h["domain"]})
+    zs = h["zeroshot"]
+    name = lambda m: protocols.label(m) if m != "zeroshot" else "zero-shot"   # noqa: E731
+    lines = ["", f"## Held out: measured once, on {h['candidate']}", "",
+             f"Seeds {seeds}. Knobs: {h['knobs']} (ProGrad's and KgCoOp's as the candidate's measurement chose them, "
+             "SAM's and GCSCoOp's the book's tuning); CoCoOp with its own recipe "
+             f"{protocol.COCOOP_RECIPE}. Measured in {h['seconds']['base_to_new']} s (base-to-new) + "
+             f"{h['seconds']['broad_and_saliency']} s (broad source, saliency), one CPU thread.", "",
+             "**Base-to-new** (five-task average, change from zero-shot CLIP; H per seed):", "",
+             "| method | base / new / H | H per seed | the papers |", "|---|---|---|---|"]
+    for m, t in h["base_to_new"].items():
+        paper = PAPERS_BASE_TO_NEW.get(m)
+        lines.append(f"| {name(m)} | {t['base'] - zs['base']:+.1f} / {t['new'] - zs['new']:+.1f} / "
+                     f"{t['H'] - zs['H']:+.1f} | " + " / ".join(f"{v:.1f}" for v in t["H_per_seed"]) + " | "
+                     + (" / ".join(f"{v:+.1f}" for v in paper) if paper else "not reproduced here (methods.md 12.5)")
+                     + " |")
+    broad = h["broad"]
+    styles = list(dict.fromkeys(r["style"] for r in h["domain"]))
+    targets = [s for s in styles if s != broad["style"]]
+    methods_ = list(dict.fromkeys(r["method"] for r in h["domain"]))
+
+    def acc(rows, m, key, value, seed=None):
+        return mean(r["acc"] for r in rows if r["method"] == m and r[key] == value and seed in (None, r["seed"]))
+
+    def target_mean(m, seed=None):
+        return mean(acc(h["domain"], m, "style", s, seed) for s in targets)
+
+    lines += ["", f"**Domain generalisation.** The broad source task: the {broad['classes']} classes of "
+                  f"{', '.join(broad['sources'])} in the web's common style ({broad['style']}), "
+                  f"{broad['per_class']} images per class; trained on it at 16 shots, tested on its test images in "
+                  "each style (the targets: the same images restyled). Accuracy; the last two columns are the "
+                  "change from zero-shot CLIP on the source and on the targets' average (95 % t-interval over "
+                  "seeds), the papers' beside them (ImageNet -> V2 / Sketch / A / R).", "",
+              "| entry | " + " | ".join(styles) + " | targets | source - ZS | targets - ZS | the papers |",
+              "|---|" + "---|" * (len(styles) + 4)]
+    for m in methods_:
+        cells = [f"{acc(h['domain'], m, 'style', s):.1f}" for s in styles] + [f"{target_mean(m):.1f}"]
+        if m == "zeroshot":
+            cells += ["", "", "66.7 -> 57.2"]
+        else:
+            src = interval([acc(h["domain"], m, "style", broad["style"], s) - acc(h["domain"], "zeroshot", "style",
+                                                                                broad["style"], s) for s in seeds])
+            tgt = interval([target_mean(m, s) - target_mean("zeroshot", s) for s in seeds])
+            paper = PAPERS_DOMAIN.get(m)
+            cells += [f"{src['mean']:+.1f} ± {src['pm']:.1f}", f"{tgt['mean']:+.1f} ± {tgt['pm']:.1f}",
+                      f"{paper[0]:+.1f} / {paper[1]:+.1f}" if paper else ""]
+        lines.append(f"| {name(m)} | " + " | ".join(cells) + " |")
+    tasks = list(dict.fromkeys(r["target"] for r in h["transfer"]))
+
+    def transfer_mean(m, seed=None):
+        return mean(acc(h["transfer"], m, "target", t, seed) for t in tasks)
+
+    lines += ["", "**Cross-task transfer.** The broad source's 16-shot prompts on each of the five tasks (their own "
+                  "style, their class names, the first 50 test images of each class); the last column is the "
+                  "change from zero-shot CLIP on the five-task average (95 % t-interval over seeds), the papers' "
+                  "target averages beside them (ImageNet -> ten datasets; zero-shot about 65).", "",
+              "| entry | " + " | ".join(tasks) + " | average | - ZS | the papers |", "|---|" + "---|" * (len(tasks) + 3)]
+    for m in methods_:
+        cells = [f"{acc(h['transfer'], m, 'target', t):.1f}" for t in tasks] + [f"{transfer_mean(m):.1f}"]
+        if m == "zeroshot":
+            cells += ["", "about 65"]
+        else:
+            gap = interval([transfer_mean(m, s) - transfer_mean("zeroshot", s) for s in seeds])
+            cells += [f"{gap['mean']:+.1f} ± {gap['pm']:.1f}",
+                      f"{PAPERS_TRANSFER[m]:.2f}" if m in PAPERS_TRANSFER else ""]
+        lines.append(f"| {name(m)} | " + " | ".join(cells) + " |")
+    sal = h["saliency"]
+    lines += ["", "**Saliency.** Share of the saliency inside the object over the base classes' first test images "
+                  "(protocols.saliency_shares; four tasks with masks), against the object's share of the image:", "",
+              "| entry | inside (%) | object's area (%) |", "|---|---|---|"]
+    for m in dict.fromkeys(r["method"] for r in sal):
+        mine = [r for r in sal if r["method"] == m]
+        lines.append(f"| {name(m)} | {mean(r['share'] for r in mine):.1f} | {mean(r['area'] for r in mine):.1f} |")
+    return lines
+
+
 def dummy_table() -> dict:
     """A table of zeros, only to read the nine targets' names from calibrate_world.targets."""
     row = {"base": 0.0, "new": 0.0, "H": 0.0}
@@ -389,7 +573,14 @@ def dummy_table() -> dict:
 
 
 def write(study: dict) -> None:
-    tmp = OUT / "world_v2_study.json.tmp"
+    """Store the study and its report, keeping what another measurement stored meanwhile."""
+    stored = load()
+    mine = {e["name"] for e in study["candidates"]}
+    study["candidates"] = [e for e in stored["candidates"] if e["name"] not in mine] + study["candidates"]
+    order = [c["name"] for c in CANDIDATES]
+    study["candidates"].sort(key=lambda e: (order.index(e["name"].split(" ")[0]), e["name"]))
+    study.setdefault("held_out", stored.get("held_out"))
+    tmp = OUT / f"world_v2_study.json.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(study, indent=1) + "\n")
     tmp.replace(OUT / "world_v2_study.json")
     (OUT / "world_v2_study.md").write_text(render(study))
@@ -412,20 +603,24 @@ def main(argv=None):
     parser.add_argument("--render", action="store_true", help="only rewrite the report from its JSON")
     parser.add_argument("--seeds", default="1,2,3")
     parser.add_argument("--partition", choices=("coop", "reversed"), default="coop")
+    parser.add_argument("--held-out", action="store_true", help=f"only the held-out measurements of {CHOSEN}")
     args = parser.parse_args(argv)
     chosen = [c for c in CANDIDATES if args.only in (None, c["name"])]
     if not chosen:
         raise SystemExit(f"unknown candidate {args.only!r}: choose one of {[c['name'] for c in CANDIDATES]}")
     study = load()
-    for candidate in [] if args.render else chosen:
+    for candidate in [] if args.render or args.held_out else chosen:
         entry = measure(candidate, tuple(int(s) for s in args.seeds.split(",")), args.partition)
         entry.update(why=candidate["why"], pretrain=candidate["pretrain"],
                      decision=candidate["decision"] if entry["name"] == candidate["name"] else "check")
         study["candidates"] = [e for e in study["candidates"] if e["name"] != entry["name"]] + [entry]
-        order = [c["name"] for c in CANDIDATES]
-        study["candidates"].sort(key=lambda e: (order.index(e["name"].split(" ")[0]), e["name"]))
         write(study)
         print(render_candidates([entry])[-1], flush=True)
+    if args.held_out or (args.only is None and not args.render):
+        by_name = {c["name"]: c for c in CANDIDATES}
+        entry = next(e for e in load()["candidates"] if e["name"] == CHOSEN)
+        study = load()
+        study["held_out"] = held_out(by_name[CHOSEN], entry)
     write(study)
 
 

@@ -39,3 +39,24 @@ def test_an_embedded_task_is_drawn_once_per_machine_and_a_broken_copy_is_drawn_a
             assert (mine.images == theirs.images).all() and (mine.labels == theirs.labels).all()
             assert (mine.masks == theirs.masks).all() and mine.classnames == theirs.classnames
     assert not list((tmp_path / "world").glob("*.tmp*"))
+
+
+def test_a_registered_task_trains_by_name_in_its_own_styles(monkeypatch):
+    monkeypatch.setattr(datasets, "_REGISTERED", {})
+    shapes = datasets.load_dataset("shapes")
+    built = []
+
+    def mine(style):
+        built.append(style)
+        return datasets.Dataset("mine", shapes.classnames[:4], shapes.train, shapes.val, shapes.test,
+                                style=style or "clean")
+
+    datasets.register("mine", mine)
+    assert datasets.all_dataset_names()[-1] == "mine" and "mine" not in datasets.dataset_names()
+    assert datasets.load_dataset("mine").style == "clean" and datasets.load_dataset("mine", style="dark").style == "dark"
+    datasets.load_dataset("mine")
+    assert built == [None, "dark"]                         # built once per style
+    from gcscoop_lib.training import TrainConfig
+    assert TrainConfig(method="coop", dataset="mine").resolve().config.dataset == "mine"
+    with pytest.raises(ValueError, match="'shapes' is already a dataset of the library: register yours under another"):
+        datasets.register("shapes", mine)
