@@ -108,8 +108,20 @@ def save_solution(folder: Path, key: str, stamp_: dict, solution: StoredSolution
     meta = {"key": key, "stamp": json.dumps(stamp_, sort_keys=True), "steps": json.dumps(solution.steps),
             "history": json.dumps(solution.history), "tracked": json.dumps(solution.tracked)}
     save_file({k: v.contiguous() for k, v in solution.learned.items()}, str(tmp), metadata=meta)
+    _sort_header(tmp)
     tmp.replace(path)
     return path
+
+
+def _sort_header(path: Path) -> None:
+    """Rewrite a safetensors file's header with its keys sorted. safetensors writes them in a
+    hash map's order, which differs from one process to the next, so a regeneration that
+    reproduces a solution would otherwise still change its bytes."""
+    data = path.read_bytes()
+    size = int.from_bytes(data[:8], "little")
+    header = json.dumps(json.loads(data[8:8 + size]), sort_keys=True, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)       # the format pads its header to 8 bytes with spaces
+    path.write_bytes(len(header).to_bytes(8, "little") + header + data[8 + size:])
 
 
 def load_solution(folder: Path, key: str, stamp_: dict) -> StoredSolution | None:

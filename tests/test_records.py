@@ -102,6 +102,24 @@ def test_a_solution_is_stored_under_its_key_and_read_back(tmp_path):
     assert all(torch.equal(loaded.learned[k], stored.learned[k]) for k in stored.learned)
 
 
+def test_a_solution_stored_again_keeps_its_bytes_in_any_process(tmp_path):
+    """safetensors writes its metadata in a hash map's order: a regeneration that reproduces a
+    solution must not change the file (one save here, one in another process)."""
+    import subprocess
+    import sys
+
+    stored = StoredSolution({"ctx": torch.arange(32.0).view(4, 8)}, [{"epoch": 0, "loss": 1.0}],
+                            [{"epoch": 1, "loss": 1.0}], tracked=None)
+    first = save_solution(tmp_path / "here", "k1", STAMP, stored).read_bytes()
+    assert len({save_solution(tmp_path / "here", "k1", STAMP, stored).read_bytes() for _ in range(10)}) == 1
+    code = ("import sys, torch; from gcscoop_lib.records import StoredSolution, save_solution; "
+            "save_solution(sys.argv[1], 'k1', {'units': {'loop': 1}, 'weights': 'tiny-x'}, StoredSolution("
+            "{'ctx': torch.arange(32.0).view(4, 8)}, [{'epoch': 0, 'loss': 1.0}], [{'epoch': 1, 'loss': 1.0}], None))")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "there")], check=True)
+    assert solution_path(tmp_path / "there", "k1").read_bytes() == first
+    assert load_solution(tmp_path / "here", "k1", STAMP).learned["ctx"].equal(stored.learned["ctx"])
+
+
 def test_a_missing_broken_stale_or_misnamed_solution_is_not_loaded(tmp_path):
     assert load_solution(tmp_path, "k1", STAMP) is None
     path = save_solution(tmp_path, "k1", STAMP, solution())
