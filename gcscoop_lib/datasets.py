@@ -19,7 +19,8 @@ _REGISTERED: dict[str, Callable[[str | None], Dataset]] = {}
 def register(name: str, build: Callable[[str | None], Dataset]) -> None:
     """Make a task of one's own runnable by name (a reader's images, a study's next world):
     build(style) returns its Dataset, in its own style for None. Lasts for this process; the
-    book's chapters and protocols keep to the embedded tasks (dataset_names)."""
+    book's chapters and protocols keep to the embedded tasks (dataset_names). Runs are keyed by
+    the task's name, so a task whose images change is registered under a new name."""
     if name in world.EMBEDDED or name in paper_data.REGISTRY:
         raise ValueError(f"{name!r} is already a dataset of the library: register yours under another name")
     _REGISTERED[name] = build
