@@ -1,8 +1,9 @@
 """A study of a next embedded world (issue 26): measured here, not shipped.
 
-    python scripts/world_v2_study.py                  # every candidate, then the kept one's held-out measurements
+    python scripts/world_v2_study.py                  # all of it: every candidate, the kept one's checks
+                                                      # and its held-out measurements
     python scripts/world_v2_study.py --only crops     # one candidate (the others' entries are kept)
-    python scripts/world_v2_study.py --only v4 --seeds 4,5,6          # the kept one's checks
+    python scripts/world_v2_study.py --only v4 --seeds 4,5,6          # one of the kept one's checks
     python scripts/world_v2_study.py --only v4 --partition reversed
     python scripts/world_v2_study.py --held-out       # only the held-out measurements of the kept one
     python scripts/world_v2_study.py --render         # only rewrite the report from its JSON
@@ -648,16 +649,21 @@ def main(argv=None):
     chosen = [c for c in CANDIDATES if args.only in (None, c["name"])]
     if not chosen:
         raise SystemExit(f"unknown candidate {args.only!r}: choose one of {[c['name'] for c in CANDIDATES]}")
+    everything = args.only is None and not (args.render or args.held_out)
+    seeds = tuple(int(s) for s in args.seeds.split(","))
+    by_name = {c["name"]: c for c in CANDIDATES}
+    # (candidate, seeds, partition) to measure: the whole study also checks the kept one
+    todo = [] if args.render or args.held_out else [(c, seeds, args.partition) for c in chosen]
+    todo += [(by_name[CHOSEN], (4, 5, 6), "coop"), (by_name[CHOSEN], SEEDS, "reversed")] if everything else []
     study = load()
-    for candidate in [] if args.render or args.held_out else chosen:
-        entry = measure(candidate, tuple(int(s) for s in args.seeds.split(",")), args.partition)
+    for candidate, seeds_, partition in todo:
+        entry = measure(candidate, seeds_, partition)
         entry.update(why=candidate["why"], pretrain=candidate["pretrain"],
                      decision=candidate["decision"] if entry["name"] == candidate["name"] else "check")
         study["candidates"] = [e for e in study["candidates"] if e["name"] != entry["name"]] + [entry]
         write(study)
         print(render_candidates([entry])[-1], flush=True)
-    if args.held_out or (args.only is None and not args.render):
-        by_name = {c["name"]: c for c in CANDIDATES}
+    if args.held_out or everything:
         entry = next(e for e in load()["candidates"] if e["name"] == CHOSEN)
         study = load()
         study["held_out"] = held_out(by_name[CHOSEN], entry)
