@@ -192,15 +192,16 @@ augmentation, which is one grid_sample per batch); a base-to-new run 1.5-2.2 s (
 population of three seeds); a candidate's measurement 6-7 minutes (105 base-to-new runs, 90 few-shot
 runs, the probes); v4's held-out measurements 20 minutes, most of it CoCoOp, whose per-image prompts
 over the broad source's 40 classes make a run about 94 s. The whole book from nothing on v4 is
-results/pipeline_cpu.json's measurement, 1,852 s (30.9 minutes) on two cores. A candidate of the same image size
-and task sizes runs the same steps, so it should cost about the same; larger images would make
+results/pipeline_cpu.json's measurement, 1,852 s (30.9 minutes) on two cores. A candidate of the
+same image size and task sizes runs the same steps, so it should cost about the same; larger images would make
 pretraining, feature caching and saliency dearer, but not the prompt runs, which read cached
 features (not measured).
 
 **Recommendation (seeds 1-3, one pretraining seed per world).** Keep today's world for the book: no
 candidate meets more of the new targets, and each loses base-to-new targets that v4 meets. The
-held-out measurements support v4 where it was calibrated (SAM-CoOp's and CoCoOp's base-to-new H
-gains as published) and locate what it cannot show. A next world needs, from these measurements:
+held-out measurements support v4 on the protocol it was calibrated on, with methods it was not
+calibrated on (SAM-CoOp's and CoCoOp's base-to-new H gains as published), and locate what it cannot
+show. A next world needs, from these measurements:
 a broad source task on which the hand-written prompt is weak in the source's own style, for example
 many fine-grained classes captioned on the web in other words than the prompt's, so that prompts gain
 on the source and domain generalisation can show whether they keep the gain; larger images (48 or 64
