@@ -171,7 +171,7 @@ def target_set(dataset: str, style: str | None = None, per_class: int = TARGET_I
     return first_per_class(datasets.load_dataset(dataset, style=style).test, per_class)
 
 
-class _Classifiers:
+class Classifiers:
     """Each entry's classifier of a task's images, for any class names: zero-shot CLIP with
     the hand-written prompt, the linear probe (its own classes only) or a 16-shot solution."""
 
@@ -238,7 +238,7 @@ def domains(runner, tuned: dict, datasets_=None, seeds=protocol.SEEDS, entries=D
     runner.run_many(sixteen_shot_configs(tuned, names, seeds, entries))
     rows = []
     for seed in seeds:
-        classify = _Classifiers(runner, tuned, seed)
+        classify = Classifiers(runner, tuned, seed)
         for dataset in names:
             own = world.EMBEDDED[dataset]["style"]
             spec = datasets.load_dataset(dataset)
@@ -263,7 +263,7 @@ def transfer(runner, tuned: dict, sources=None, targets=None, seeds=protocol.SEE
     runner.run_many(sixteen_shot_configs(tuned, sources, seeds, entries))
     rows = []
     for seed in seeds:
-        classify = _Classifiers(runner, tuned, seed)
+        classify = Classifiers(runner, tuned, seed)
         for target in dict.fromkeys(sources + targets):
             spec, images = datasets.load_dataset(target), target_set(target)
 

@@ -43,7 +43,6 @@ import calibrate_world as calibration  # noqa: E402  (the first calibration: rec
 
 from gcscoop_lib import datasets, evaluation, features, protocol, protocols, splits, tiny  # noqa: E402
 from gcscoop_lib.imagesets import Dataset, ImageSet  # noqa: E402
-from gcscoop_lib.prompts import zero_shot_weights  # noqa: E402
 from gcscoop_lib.runs import Runner  # noqa: E402
 from gcscoop_lib.training import TrainConfig  # noqa: E402
 
@@ -410,37 +409,23 @@ def held_out(candidate: dict, entry: dict, seeds=SEEDS) -> dict:
            for m in HELD_OUT_BASE_TO_NEW}
     b2n_seconds = time.time() - start
 
-    sixteen = {(e, s): protocols.all_class_config(e, BROAD, 16, s, tuned) for e in BROAD_ENTRIES for s in seeds}
-    runner.run_many(list(sixteen.values()))
-    clip = runner.clip(sixteen[("coop", seeds[0])])
-    models = {key: runner.solution(config).model for key, config in sixteen.items()}
-
-    def accuracy(entry: str, seed: int, images: ImageSet, classnames: list[str], template: str) -> float:
-        image_features = features.cached_features(clip, images)
-        labels = torch.from_numpy(images.labels)
-        if entry == "zeroshot":
-            predictions = (image_features @ zero_shot_weights(clip, classnames, template).T).argmax(-1)
-            return 100.0 * (predictions == labels).float().mean().item()
-        model = models[(entry, seed)]
-        same = classnames == list(model.learner.classnames)
-        return evaluation.accuracy(model if same else model.for_classes(classnames), image_features, labels)
-
+    runner.run_many([protocols.all_class_config(e, BROAD, 16, s, tuned) for e in BROAD_ENTRIES for s in seeds])
     everyone = ("zeroshot",) + BROAD_ENTRIES
-    domain = []
-    for style in ("clean", "noisy", "blurry", "dark", "inverted"):
-        data = datasets.load_dataset(BROAD, style=style)
-        domain += [{"method": e, "seed": s, "style": style, "acc": accuracy(e, s, data.test, data.classnames,
-                                                                              data.template)}
-                   for e in everyone for s in seeds]
-    transfer = []
-    for target in names:
-        data, images = datasets.load_dataset(target), protocols.target_set(target)
-        transfer += [{"method": e, "seed": s, "target": target,
-                      "acc": accuracy(e, s, images, data.classnames, data.template)} for e in everyone for s in seeds]
+    domain, transfer = [], []
+    for seed in seeds:
+        classify = protocols.Classifiers(runner, tuned, seed)   # the book's: a 16-shot solution on any images
+        for style in ("clean", "noisy", "blurry", "dark", "inverted"):
+            data = datasets.load_dataset(BROAD, style=style)
+            domain += [{"method": e, "seed": seed, "style": style,
+                        "acc": classify.accuracy(e, BROAD, data.test, data.classnames, data.template)} for e in everyone]
+        for target in names:
+            data, images = datasets.load_dataset(target), protocols.target_set(target)
+            transfer += [{"method": e, "seed": seed, "target": target,
+                          "acc": classify.accuracy(e, BROAD, images, data.classnames, data.template)} for e in everyone]
     saliency = protocols.saliency_shares(runner, tuned, seeds=seeds)
     return {"candidate": entry["name"], "knobs": tuned["knobs"], "base_to_new": b2n,
             "zeroshot": entry["table"]["zeroshot"], "domain": domain, "transfer": transfer, "saliency": saliency,
-            "broad": {"classes": len(broad_task().classnames), "per_class": BROAD_PER_CLASS, "style": BROAD_STYLE,
+            "broad": {"classes": len(datasets.load_dataset(BROAD).classnames), "per_class": BROAD_PER_CLASS, "style": BROAD_STYLE,
                       "sources": list(BROAD_SOURCES)},
             "seconds": {"base_to_new": round(b2n_seconds), "broad_and_saliency": round(time.time() - start - b2n_seconds)}}
 

@@ -182,7 +182,7 @@ def test_transfer_rows_keep_zero_shot_once_per_target(clip, monkeypatch):
         def accuracy(self, entry, source, images, classnames, template):
             return 10.0 if source == "none" else 20.0
 
-    monkeypatch.setattr(protocols, "_Classifiers", Fake)
+    monkeypatch.setattr(protocols, "Classifiers", Fake)
     monkeypatch.setattr(protocols, "target_set", lambda name: None)
     rows = protocols.transfer(types.SimpleNamespace(run_many=lambda configs: None), TUNED,
                               sources=["digits", "shapes"], targets=["digits", "shapes"],
