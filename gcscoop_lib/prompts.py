@@ -15,7 +15,7 @@ from .models import Clip
 
 # The text side's version (this module: zero-shot weights, PromptLearner, TextEncoder, PromptedClip);
 # bump it when what they compute changes (gcscoop_lib.stamps).
-VERSION = 1
+VERSION = 2
 
 SINGLE_TEMPLATE = "a photo of a {}."
 # The embedded world's ensemble: wordings its web used, and the styles it knows.
@@ -56,14 +56,21 @@ class TextEncoder(nn.Module):
 
     - positions after the batch's last end-of-text token never reach the features: dropped;
     - the first `shared` positions (the start token and, with the class name at the end, the
-      context) are the same in every class's prompt, so they are encoded once, not per class;
-    - only the end-of-text positions are read out, so the last block's feed-forward half runs
-      on those alone.
+      context) are the same in every class's prompt, so they are encoded once, not per class:
+      the prompts run as one sequence, the shared positions and then each prompt's rest, and
+      an attention mask keeps each prompt's rest from seeing the others';
+    - only the end-of-text positions are read out, so the last block's queries and its
+      feed-forward half run on those alone.
 
     reference=True runs open_clip's own blocks over the full context instead, as the
     published code does (benchmarks/speed.py compares the two). Models whose blocks are not
     plain causal self-attention take that path too.
     """
+
+    # Prompts per sequence: as many as fit in this many positions (a longer sequence wastes
+    # more of its attention on masked pairs). It sets how the sums are grouped, so changing it
+    # changes rounding: bump VERSION with it.
+    SEQUENCE = 96
 
     def __init__(self, clip: Clip, reference: bool = False):
         super().__init__()
@@ -104,26 +111,49 @@ class TextEncoder(nn.Module):
 
     def encode(self, x: torch.Tensor, eot: torch.Tensor,
                shared: int) -> torch.Tensor:
-        """B x K x L x D prompt states -> B x K x E features. A group's first
-        `shared` positions are kept once (B x S x D), the rest per prompt
-        (B x K x R x D): each block runs on both, and each prompt's rest
-        attends to its group's prefix and to itself."""
-        k = x.shape[1]
-        prefix, rest = x[:, 0, :shared], x[:, :, shared:]
+        """B x K x L x D prompt states -> B x K x E features. A group's K
+        prompts run as sequences of `per` prompts: the group's first
+        `shared` positions, then each prompt's rest (R positions) in turn.
+        The mask (visible) lets a prompt's rest see the shared positions
+        and, causally, its own, so each prompt's states are what it would
+        get alone, while the shared positions are encoded once a sequence."""
+        b, k, _, d = x.shape
+        rest = x.shape[2] - shared
+        sequences = -(-k // max(1, self.SEQUENCE // rest))
+        per = -(-k // sequences)                      # prompts per sequence, as even as can be
+        padded = torch.cat([x, x[:, -1:].expand(-1, sequences * per - k, -1, -1)], 1)
+        prefix = padded[:, :1, :shared].expand(-1, sequences, -1, -1)
+        states = torch.cat([prefix, padded[:, :, shared:].reshape(b, sequences, per * rest, d)], 2)
+        states = states.flatten(0, 1)                 # (B * sequences) x (S + per * R) x D
+        mask = self.visible(shared, per, rest, x.device)
+        # where each prompt's end-of-text state sits in its sequence
+        eot = torch.cat([eot, eot[-1:].expand(sequences * per - k)])
+        ends = shared + torch.arange(per, device=x.device) * rest + (eot.view(sequences, per) - shared)
+        ends = ends.repeat(b, 1)                      # (B * sequences) x per
+        rows = torch.arange(len(states), device=x.device)[:, None]
         blocks = self.transformer.resblocks
         for i, block in enumerate(blocks):
-            at_prefix, at_rest = self.attend(block.attn, block.ln_1(prefix),
-                                             block.ln_1(rest))
             if i == len(blocks) - 1:
                 # only the end-of-text states are read out: the last block's
-                # feed-forward half runs on those alone
-                pick = (slice(None), torch.arange(k, device=x.device),
-                        eot - shared)
-                at_rest, rest = at_rest[pick], rest[pick]
+                # queries and feed-forward half run on those alone
+                attended = self.attend(block.attn, block.ln_1(states), mask[ends], ends)
+                states = states[rows, ends]
             else:
-                prefix = self.feed_forward(block, prefix, at_prefix)
-            rest = self.feed_forward(block, rest, at_rest)
-        return self.project(self.ln_final(rest))
+                attended = self.attend(block.attn, block.ln_1(states), mask)
+            states = self.feed_forward(block, states, attended)
+        return self.project(self.ln_final(states.view(b, sequences * per, -1)[:, :k]))
+
+    @staticmethod
+    def visible(shared: int, per: int, rest: int, device) -> torch.Tensor:
+        """Which positions each position may attend to in a sequence of
+        `shared` positions followed by `per` prompts' rests of `rest`
+        positions: earlier or equal ones, of the shared part or its own
+        prompt."""
+        length = shared + per * rest
+        position = torch.arange(length, device=device)
+        prompt = torch.where(position < shared, -1, (position - shared) // rest)
+        own_or_shared = (prompt[None, :] == prompt[:, None]) | (prompt[None, :] == -1)
+        return own_or_shared & (position[None, :] <= position[:, None])
 
     @staticmethod
     def feed_forward(block, states: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
@@ -133,31 +163,17 @@ class TextEncoder(nn.Module):
         return states + block.ls_2(block.mlp(block.ln_2(states)))
 
     @staticmethod
-    def attend(attn: nn.MultiheadAttention, prefix: torch.Tensor,
-               rest: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Causal self-attention of B groups of K prompts held as a shared
-        prefix (B x S x D) and each prompt's rest (B x K x R x D)."""
-        def heads(states):   # ... x N x D -> query, key, value: ... x H x N x D/H
-            qkv = F.linear(states, attn.in_proj_weight, attn.in_proj_bias)
-            return qkv.unflatten(-1, (3, attn.num_heads, -1)).movedim(-3, 0).transpose(-2, -3)
-
-        def merged(out):     # ... x H x N x D/H -> ... x N x D
-            return out.transpose(-2, -3).flatten(-2)
-
-        q_p, k_p, v_p = heads(prefix)
-        q_r, k_r, v_r = heads(rest)
-        scale = q_r.shape[-1] ** -0.5
-        # the prefix sees only itself; a prompt's rest sees the whole prefix
-        # and, causally, its own earlier positions
-        to_prefix = q_r @ k_p.unsqueeze(1).transpose(-1, -2) * scale
-        to_rest = q_r @ k_r.transpose(-1, -2) * scale
-        length = rest.shape[-2]
-        later = torch.ones(length, length, dtype=torch.bool, device=rest.device).triu(1)
-        weights = torch.cat([to_prefix, to_rest.masked_fill(later, float("-inf"))], -1).softmax(-1)
-        shared = prefix.shape[-2]
-        out_rest = weights[..., :shared] @ v_p.unsqueeze(1) + weights[..., shared:] @ v_r
-        out_prefix = F.scaled_dot_product_attention(q_p, k_p, v_p, is_causal=True)
-        return merged(out_prefix), merged(out_rest)
+    def attend(attn: nn.MultiheadAttention, states: torch.Tensor, mask: torch.Tensor,
+               queries: torch.Tensor | None = None) -> torch.Tensor:
+        """Masked self-attention of N sequences (N x T x D) before the output
+        projection; `queries` (N x Q positions) asks for those rows alone."""
+        qkv = F.linear(states, attn.in_proj_weight, attn.in_proj_bias)
+        q, k, v = qkv.unflatten(-1, (3, attn.num_heads, -1)).permute(2, 0, 3, 1, 4)
+        if queries is not None:
+            q = q[torch.arange(len(q), device=q.device)[:, None], :, queries].transpose(1, 2)
+            mask = mask[:, None]                      # N x 1 x Q x T
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return out.transpose(1, 2).flatten(-2)
 
     def project(self, x: torch.Tensor) -> torch.Tensor:
         if self.text_projection is None:
