@@ -37,7 +37,7 @@ class CoCoOpModel(PromptedClip):
 
     text_features = None      # per image, not per class: see logits
     UNIT, VERSION = "cocoop", 1   # bump when the meta-network or the per-image prompts change (stamps)
-    image_chunk = 256         # images whose prompts are encoded at once (memory, not results)
+    image_chunk = 64          # images whose prompts are encoded at once (memory and speed, not results)
 
     def __init__(self, clip: Clip, learner: PromptLearner, template: str = SINGLE_TEMPLATE,
                  meta_net: MetaNet | None = None):

@@ -1,10 +1,11 @@
 """Many runs trained as one (07_benchmark): a population.
 
 A run is hundreds of small operations whose fixed cost dominates on a CPU, so runs that share
-a task's classes, a method, its knobs and a number of steps (ten seeds of one method on one
-task, the learning rates of a recipe grid) train together: their contexts are stacked, every
-member's prompts go through one call of the text encoder, and each member's loss is its own,
-so the gradient of their sum is, member by member, the gradient of each run alone.
+a method, its knobs, a number of classes and a number of steps (ten seeds of one method on the
+tasks of five classes, the learning rates of a recipe grid) train together: their contexts are
+stacked, every member's prompts (each with its own task's class names) go through one call of
+the text encoder, and each member's loss is its own, so the gradient of their sum is, member by
+member, the gradient of each run alone.
 
 Each member keeps its own learned tensors (its own leaves, so the optimiser gives each its own
 learning rate) and its own solo model, which is what is evaluated and stored afterwards. The
@@ -24,21 +25,34 @@ import types
 import torch
 import torch.nn.functional as F
 
+from . import world
 from .cocoop import CoCoOpModel
 from .devices import autocast
 from .prompts import PromptedClip
+from .splits import base_new_classes
 
 # A run's config fields that members of one population may not differ in (they may differ in
-# seed, learning rate and the knobs their method lets differ: Method.per_member).
-SHARED_FIELDS = ("method", "dataset", "model", "pretrained", "shots", "epochs", "batch_size", "n_ctx",
-                 "ctx_init", "position", "class_specific", "views", "crop", "partition", "knobs")
+# seed, learning rate, the knobs their method lets differ (Method.per_member) and, among the
+# embedded tasks, task: those of one number of classes give every member as many steps).
+SHARED_FIELDS = ("method", "model", "pretrained", "shots", "epochs", "batch_size", "n_ctx", "ctx_init",
+                 "position", "class_specific", "views", "crop", "partition", "knobs")
 
 
 def population_key(run) -> str:
-    """What runs must share to train as one population."""
+    """What runs must share to train as one population: the shared fields, and the number of
+    classes they train on (an embedded task's is known without loading it; any other dataset
+    trains only with runs on itself)."""
     values = dataclasses.asdict(run.config)
     values["knobs"] = {k: v for k, v in values["knobs"].items() if k not in run.method.per_member}
-    return repr([(name, values[name]) for name in SHARED_FIELDS])
+    return repr([(name, values[name]) for name in SHARED_FIELDS]
+                + [("classes", class_count(run.config) or run.config.dataset)])
+
+
+def class_count(config) -> int | None:
+    """How many classes a run trains on, for an embedded task (known without loading it); None
+    for any other dataset."""
+    spec = world.EMBEDDED.get(config.dataset)
+    return len(base_new_classes(len(spec["classnames"]), config.partition)[0]) if spec else None
 
 
 def populations(runs: list, size: int) -> list[list]:
@@ -69,18 +83,22 @@ def member_knobs(runs: list, device="cpu"):
 
 
 class Population:
-    """M solo models of one task's classes trained as one (07_benchmark): what the update rules
+    """M solo models of as many classes each trained as one (07_benchmark): what the update rules
     use of a model (methods.PromptModel), with a leading member dimension. Image features and
     labels come in as M x B x D and M x B; logits go out as M x B x K."""
 
     def __init__(self, members: list):
         first = members[0]
         for other in members[1:]:
-            if other.learner.classnames != first.learner.classnames or type(other) is not type(first):
-                raise ValueError("a population's members must be models of one kind over the same classes")
+            if len(other.learner.classnames) != len(first.learner.classnames) or type(other) is not type(first):
+                raise ValueError("a population's members must be models of one kind over as many classes")
         self.members = members
         self.clip, self.learner, self.logit_scale = first.clip, first.learner, first.logit_scale
-        self.zs_text = first.zs_text          # the hand-written prompt's features: the same for every member
+        same = all(m.learner.classnames == first.learner.classnames for m in members)
+        # the class names' token ids (K x L), or each member's own (M x K x L); the hand-written
+        # prompt's class features likewise (K x E, or M x K x E)
+        self.tokens = first.learner.token_ids() if same else torch.stack([m.learner.token_ids() for m in members])
+        self.zs_text = first.zs_text if same else torch.stack([m.zs_text for m in members])
         # CoOp's and CoCoOp's models are batched here; any other model class runs member by member
         self.kind = {PromptedClip: "shared", CoCoOpModel: "per_image"}.get(type(first), "own")
 
@@ -95,7 +113,8 @@ class Population:
             raise ValueError("CoCoOp's text features depend on the image: call logits(image_features)")
         if self.kind == "own":
             return torch.stack([member.text_features() for member in self.members])
-        return self.members[0].encode_prompts(torch.stack([member.learner() for member in self.members]))
+        return self.members[0].encode_prompts(torch.stack([member.learner() for member in self.members]),
+                                              self.tokens)
 
     def logits(self, image_features: torch.Tensor, text_features: torch.Tensor | None = None) -> torch.Tensor:
         if self.kind == "per_image":
@@ -109,11 +128,11 @@ class Population:
         """CoCoOp: every member's per-image prompts (M x B images) in one encoder call."""
         prompts = torch.stack([m.image_prompts(f) for m, f in zip(self.members, image_features)])
         members, images, classes = prompts.shape[:3]
-        encoder, learner = self.members[0].text_encoder, self.learner
+        tokens = self.tokens if self.tokens.dim() == 2 else self.tokens.repeat_interleave(images, 0)
         with autocast(self.clip.device):
-            text = encoder(prompts.flatten(0, 1), learner.token_ids(), learner.shared)
+            text = self.members[0].text_encoder(prompts.flatten(0, 1), tokens, self.learner.shared)
         text = F.normalize(text.float(), dim=-1).view(members, images, classes, -1)
         return self.logit_scale * torch.einsum("mbe,mbke->mbk", image_features, text)
 
     def zero_shot_logits(self, image_features: torch.Tensor) -> torch.Tensor:
-        return self.logit_scale * image_features @ self.zs_text.T
+        return self.logit_scale * image_features @ self.zs_text.transpose(-1, -2)

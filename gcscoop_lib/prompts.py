@@ -90,17 +90,18 @@ class TextEncoder(nn.Module):
     def forward(self, embeddings: torch.Tensor, tokens: torch.Tensor,
                 shared: int = 0) -> torch.Tensor:
         """K x L x D prompt embeddings -> K x E features; or B groups of
-        the K prompts, B x K x L x D (CoCoOp's per-image prompts)
-        -> B x K x E."""
+        the K prompts, B x K x L x D (CoCoOp's per-image prompts, a
+        population's members) -> B x K x E. `tokens` are the K prompts'
+        ids (K x L), or each group's own (B x K x L)."""
         grouped = embeddings.dim() == 4
         x = embeddings if grouped else embeddings[None]
-        eot = tokens.argmax(dim=-1)
+        b, k = x.shape[:2]
+        eot = tokens.argmax(dim=-1).expand(b, k)      # B x K end-of-text positions
         if self.reference:
-            b, k = x.shape[:2]
             x = x.flatten(0, 1) + self.positional_embedding.to(x.dtype)
             x = self.transformer(x, attn_mask=self.attn_mask)
             out = self.project(self.ln_final(
-                x[torch.arange(len(x), device=x.device), eot.repeat(b)]))
+                x[torch.arange(len(x), device=x.device), eot.reshape(-1)]))
             out = out.view(b, k, -1)
         else:
             length = int(eot.max()) + 1
@@ -111,7 +112,8 @@ class TextEncoder(nn.Module):
 
     def encode(self, x: torch.Tensor, eot: torch.Tensor,
                shared: int) -> torch.Tensor:
-        """B x K x L x D prompt states -> B x K x E features. A group's K
+        """B x K x L x D prompt states and their B x K end-of-text
+        positions -> B x K x E features. A group's K
         prompts run as sequences of `per` prompts: the group's first
         `shared` positions, then each prompt's rest (R positions) in turn.
         The mask (visible) lets a prompt's rest see the shared positions
@@ -126,10 +128,9 @@ class TextEncoder(nn.Module):
         states = torch.cat([prefix, padded[:, :, shared:].reshape(b, sequences, per * rest, d)], 2)
         states = states.flatten(0, 1)                 # (B * sequences) x (S + per * R) x D
         mask = self.visible(shared, per, rest, x.device)
-        # where each prompt's end-of-text state sits in its sequence
-        eot = torch.cat([eot, eot[-1:].expand(sequences * per - k)])
-        ends = shared + torch.arange(per, device=x.device) * rest + (eot.view(sequences, per) - shared)
-        ends = ends.repeat(b, 1)                      # (B * sequences) x per
+        # where each prompt's end-of-text state sits in its sequence: (B * sequences) x per
+        eot = torch.cat([eot, eot[:, -1:].expand(-1, sequences * per - k)], 1)
+        ends = shared + torch.arange(per, device=x.device) * rest + (eot.reshape(-1, per) - shared)
         rows = torch.arange(len(states), device=x.device)[:, None]
         blocks = self.transformer.resblocks
         for i, block in enumerate(blocks):
@@ -320,16 +321,18 @@ class PromptedClip(nn.Module):
         """Normalised class features of the current prompts, K x E."""
         return self.encode_prompts(self.learner())
 
-    def encode_prompts(self, embeddings: torch.Tensor) -> torch.Tensor:
+    def encode_prompts(self, embeddings: torch.Tensor, tokens: torch.Tensor | None = None) -> torch.Tensor:
         """K x L x D prompt embeddings (or M x K x L x D, one set per member of a population)
-        -> normalised features, K x E (M x K x E)."""
-        tokens = self.learner.token_ids()
+        -> normalised features, K x E (M x K x E). `tokens`: the prompts' ids, K x L (or each
+        member's own, M x K x L), by default this model's."""
+        tokens = self.learner.token_ids() if tokens is None else tokens
+        classes = tokens.shape[-2]
         with autocast(self.clip.device):
-            if self.text_chunk and len(tokens) > self.text_chunk:
+            if self.text_chunk and classes > self.text_chunk:
                 features = torch.cat([
                     checkpoint(self.text_encoder, embeddings[..., i:i + self.text_chunk, :, :],
-                               tokens[i:i + self.text_chunk], self.learner.shared, use_reentrant=False)
-                    for i in range(0, len(tokens), self.text_chunk)], dim=-2)
+                               tokens[..., i:i + self.text_chunk, :], self.learner.shared, use_reentrant=False)
+                    for i in range(0, classes, self.text_chunk)], dim=-2)
             else:
                 features = self.text_encoder(embeddings, tokens, self.learner.shared)
         return F.normalize(features.float(), dim=-1)

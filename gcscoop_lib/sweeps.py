@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import paper_data, population, settings, world
+from . import paper_data, population, settings
 from .runs import Runner
-from .splits import base_new_classes
 from .training import TrainConfig, as_run
 
 EXECUTORS = ("inline", "local", "slurm")
@@ -28,8 +27,7 @@ STEP_COST_IN_MEMBERS = 4
 def steps(config) -> int:
     """How many optimiser steps a run takes: its epochs times its batches (the embedded tasks'
     class counts are known without loading them; another dataset counts as one class)."""
-    spec = world.EMBEDDED.get(config.dataset)
-    classes = len(base_new_classes(len(spec["classnames"]), config.partition)[0]) if spec else 1
+    classes = population.class_count(config) or 1
     return config.epochs * max(1, config.shots * classes // config.batch_size)
 
 

@@ -150,13 +150,16 @@ def train(run: "TrainConfig | Run", clip: Clip | None = None, task: Task | None 
 
 def train_population(runs: list[Run], clip: Clip, tasks: list[Task], track: bool = False,
                      progress: bool = False) -> list[TrainResult]:
-    """Train runs that share a task's classes, a method, its knobs and their steps as one
+    """Train runs that share a method, its knobs, a number of classes and their steps as one
     population (gcscoop_lib.population; 07_benchmark): each member draws its own batches with
     its own generator and learns at its own rate, as it would alone. Returns one result per run;
     each member's seconds are the population's time divided among its members."""
     for run in runs:
         if not run.method.trains:
             raise ValueError(f"{run.method.label} is not trained: evaluate it with evaluate_zero_shot")
+    if len({task.train_features.shape[:2] for task in tasks}) > 1:
+        raise ValueError("a population's members must have as many training examples and views: train runs "
+                         "whose tasks differ in them as populations of their own")
     models = []
     for run, task in zip(runs, tasks):
         torch.manual_seed(run.config.seed)   # a model that draws its start (CoCoOp's meta-network) draws it alone
@@ -246,7 +249,8 @@ def fit(model, runs: "Run | list[Run]", views: int, n: int, batch_at, after_epoc
     epochs = range(config.epochs)
     if progress:
         from tqdm.auto import tqdm
-        epochs = tqdm(epochs, desc=f"{config.method} on {config.dataset}" + (f" x {len(runs)}" if len(runs) > 1 else ""),
+        on = ", ".join(dict.fromkeys(run.config.dataset for run in runs))
+        epochs = tqdm(epochs, desc=f"{config.method} on {on}" + (f" x {len(runs)}" if len(runs) > 1 else ""),
                       leave=False)
     for epoch in epochs:
         for group, run in zip(optimizer.param_groups, runs):
