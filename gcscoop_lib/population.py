@@ -56,11 +56,17 @@ def class_count(config) -> int | None:
 
 
 def populations(runs: list, size: int) -> list[list]:
-    """Runs grouped into populations of at most `size` members, in their first-seen order."""
+    """Runs grouped into populations of at most `size` members, in their first-seen order; a
+    group too large for one is cut into as few as can hold it, of even sizes (40 runs: 13, 13, 14)."""
     groups: dict[str, list] = {}
     for run in runs:
         groups.setdefault(population_key(run), []).append(run)
-    return [members[i:i + size] for members in groups.values() for i in range(0, len(members), size)]
+    out = []
+    for members in groups.values():
+        parts = -(-len(members) // size)
+        cuts = [len(members) * i // parts for i in range(parts + 1)]
+        out += [members[a:b] for a, b in zip(cuts, cuts[1:])]
+    return out
 
 
 def member_knobs(runs: list, device="cpu"):

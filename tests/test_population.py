@@ -63,8 +63,8 @@ def test_runs_group_into_populations_by_what_they_share():
     other_knobs = TrainConfig(method="sam", seed=1, **SMALL).resolve()
     other_lr = TrainConfig(method="coop", seed=4, lr=0.5, **SMALL).resolve()
     groups = population.populations([a, other_knobs, b, c, other_lr], size=3)
-    assert groups == [[a, b, c], [other_lr], [other_knobs]]   # a learning rate is a member's own
-    assert population.populations([a, b, c, other_lr], size=2) == [[a, b], [c, other_lr]]
+    assert groups == [[a, b], [c, other_lr], [other_knobs]]   # a learning rate is a member's own
+    assert population.populations([a, b, c, other_lr, other_knobs], size=4) == [[a, b, c, other_lr], [other_knobs]]
 
 
 def test_a_population_refuses_members_with_other_numbers_of_classes(clip, tasks):
