@@ -29,7 +29,8 @@ class PromptModel(Protocol):
     """What an update rule and the training loop may use of a model (02_coop)."""
 
     params: list[torch.Tensor]     # the trainable tensors, the optimiser's, in order
-    zs_text: torch.Tensor          # K x E class features of the hand-written prompt
+    zs_text: torch.Tensor          # K x E class features of the hand-written prompt (M x K x E in a
+                                   # population whose members' tasks differ)
 
     def logits(self, image_features: torch.Tensor,
                text_features: torch.Tensor | None = None) -> torch.Tensor:
