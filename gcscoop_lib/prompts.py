@@ -96,7 +96,7 @@ class TextEncoder(nn.Module):
         grouped = embeddings.dim() == 4
         x = embeddings if grouped else embeddings[None]
         b, k = x.shape[:2]
-        eot = tokens.argmax(dim=-1).expand(b, k)      # B x K end-of-text positions
+        eot = tokens.argmax(dim=-1).expand(b, k)   # end-of-text positions
         if self.reference:
             x = x.flatten(0, 1) + self.positional_embedding.to(x.dtype)
             x = self.transformer(x, attn_mask=self.attn_mask)
@@ -113,48 +113,55 @@ class TextEncoder(nn.Module):
     def encode(self, x: torch.Tensor, eot: torch.Tensor,
                shared: int) -> torch.Tensor:
         """B x K x L x D prompt states and their B x K end-of-text
-        positions -> B x K x E features. A group's K
-        prompts run as sequences of `per` prompts: the group's first
-        `shared` positions, then each prompt's rest (R positions) in turn.
-        The mask (visible) lets a prompt's rest see the shared positions
-        and, causally, its own, so each prompt's states are what it would
-        get alone, while the shared positions are encoded once a sequence."""
+        positions -> B x K x E features. A group's K prompts run as
+        sequences of `per` prompts: the group's first `shared`
+        positions, then each prompt's rest (R positions) in turn. The
+        mask (visible) lets a prompt's rest see the shared positions
+        and, causally, its own, so each prompt's states are what they
+        would be alone; the shared positions are encoded once a
+        sequence."""
         b, k, _, d = x.shape
         rest = x.shape[2] - shared
+        # as few sequences of at most SEQUENCE positions as hold the K
+        # prompts, spread evenly; the last prompt repeated to fill them
         sequences = -(-k // max(1, self.SEQUENCE // rest))
-        per = -(-k // sequences)                      # prompts per sequence, as even as can be
-        padded = torch.cat([x, x[:, -1:].expand(-1, sequences * per - k, -1, -1)], 1)
-        prefix = padded[:, :1, :shared].expand(-1, sequences, -1, -1)
-        states = torch.cat([prefix, padded[:, :, shared:].reshape(b, sequences, per * rest, d)], 2)
-        states = states.flatten(0, 1)                 # (B * sequences) x (S + per * R) x D
+        per = -(-k // sequences)
+        fill = sequences * per - k
+        x = torch.cat([x, x[:, -1:].expand(-1, fill, -1, -1)], 1)
+        eot = torch.cat([eot, eot[:, -1:].expand(-1, fill)], 1)
+        prefix = x[:, :1, :shared].expand(-1, sequences, -1, -1)
+        rests = x[:, :, shared:].reshape(b, sequences, per * rest, d)
+        states = torch.cat([prefix, rests], 2).flatten(0, 1)
         mask = self.visible(shared, per, rest, x.device)
-        # where each prompt's end-of-text state sits in its sequence: (B * sequences) x per
-        eot = torch.cat([eot, eot[:, -1:].expand(-1, sequences * per - k)], 1)
-        ends = shared + torch.arange(per, device=x.device) * rest + (eot.reshape(-1, per) - shared)
+        # each prompt's end-of-text position in its sequence
+        ends = torch.arange(per, device=x.device) * rest + eot.reshape(-1, per)
         rows = torch.arange(len(states), device=x.device)[:, None]
         blocks = self.transformer.resblocks
-        for i, block in enumerate(blocks):
-            if i == len(blocks) - 1:
-                # only the end-of-text states are read out: the last block's
-                # queries and feed-forward half run on those alone
-                attended = self.attend(block.attn, block.ln_1(states), mask[ends], ends)
-                states = states[rows, ends]
-            else:
-                attended = self.attend(block.attn, block.ln_1(states), mask)
+        for block in blocks[:-1]:
+            attended = self.attend(block.attn, block.ln_1(states), mask)
             states = self.feed_forward(block, states, attended)
-        return self.project(self.ln_final(states.view(b, sequences * per, -1)[:, :k]))
+        # only the end-of-text states are read out: the last block's
+        # queries and feed-forward half run on those alone
+        last = blocks[-1]
+        attended = self.attend(last.attn, last.ln_1(states), mask[ends], ends)
+        states = self.feed_forward(last, states[rows, ends], attended)
+        features = states.view(b, sequences * per, -1)[:, :k]
+        return self.project(self.ln_final(features))
 
     @staticmethod
-    def visible(shared: int, per: int, rest: int, device) -> torch.Tensor:
+    def visible(shared: int, per: int, rest: int,
+                device) -> torch.Tensor:
         """Which positions each position may attend to in a sequence of
         `shared` positions followed by `per` prompts' rests of `rest`
-        positions: earlier or equal ones, of the shared part or its own
-        prompt."""
-        length = shared + per * rest
-        position = torch.arange(length, device=device)
-        prompt = torch.where(position < shared, -1, (position - shared) // rest)
-        own_or_shared = (prompt[None, :] == prompt[:, None]) | (prompt[None, :] == -1)
-        return own_or_shared & (position[None, :] <= position[:, None])
+        positions: earlier or equal ones, of the shared part or of its
+        own prompt."""
+        position = torch.arange(shared + per * rest, device=device)
+        prompt = torch.where(position < shared, -1,
+                             (position - shared) // rest)
+        own = prompt[None, :] == prompt[:, None]
+        of_shared = prompt[None, :] == -1
+        earlier = position[None, :] <= position[:, None]
+        return (own | of_shared) & earlier
 
     @staticmethod
     def feed_forward(block, states: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
