@@ -134,7 +134,8 @@ class TextEncoder(nn.Module):
         states = torch.cat([prefix, rests], 2).flatten(0, 1)
         mask = self.visible(shared, per, rest, x.device)
         # each prompt's end-of-text position in its sequence
-        ends = torch.arange(per, device=x.device) * rest + eot.reshape(-1, per)
+        offsets = torch.arange(per, device=x.device) * rest
+        ends = offsets + eot.reshape(-1, per)
         rows = torch.arange(len(states), device=x.device)[:, None]
         blocks = self.transformer.resblocks
         for block in blocks[:-1]:
@@ -143,7 +144,8 @@ class TextEncoder(nn.Module):
         # only the end-of-text states are read out: the last block's
         # queries and feed-forward half run on those alone
         last = blocks[-1]
-        attended = self.attend(last.attn, last.ln_1(states), mask[ends], ends)
+        attended = self.attend(last.attn, last.ln_1(states), mask[ends],
+                               ends)
         states = self.feed_forward(last, states[rows, ends], attended)
         features = states.view(b, sequences * per, -1)[:, :k]
         return self.project(self.ln_final(features))
