@@ -22,7 +22,7 @@ METRICS = ("base", "new", "H")
 
 
 def records(text: str) -> dict:
-    return {r["key"]: r for r in map(json.loads, text.splitlines()) if r}
+    return {r["key"]: r for r in (json.loads(line) for line in text.splitlines() if line.strip())}
 
 
 def changes(before: str) -> dict[str, list[float]]:
