@@ -182,7 +182,7 @@ def read_notebook(browser, server, path: Path) -> list[str]:
     page, writes = open_notebook(browser, server, path)
     try:
         problems = reading_problems(path.name, markdown_source(path), page.evaluate(RENDERED))
-        wait_for_kernel(server, path.name)
+        wait_for_kernel(server, path.name, page)
         page.wait_for_timeout(DIRTY_AFTER_S * 1000)
         if page.locator(".lm-TabBar-tab.jp-mod-current.jp-mod-dirty").count():
             menu(page, "File", "docmanager:save")  # refused, but its body names what changed
