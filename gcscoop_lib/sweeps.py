@@ -18,9 +18,11 @@ def run_configs(configs: list, results, device: str = "auto", records_file: str 
     return Runner(results, device, records_file).run_many(configs, track)
 
 
-# A step's cost that does not grow with a population's members, in members' worth: one run's
-# step takes 7.4-7.7 ms and each further member adds 1.2 ms (5 base classes) to 2.4 ms (10), so
-# the shared part is two to five members' worth (results/population_cpu.md).
+# A step's cost that does not grow with a population's members, in members' worth. Chosen when
+# one run's step took 7.4-7.7 ms and each further member added 1.2-2.4 ms; with the masked text
+# encoder they are 3.3-4.1 ms and 0.8-2.2 ms (5 and 10 base classes, results/population_cpu.md),
+# one to three members' worth. It also decides when share() halves a population, and regrouped
+# runs round differently, so a new value waits for the next regeneration of the records.
 STEP_COST_IN_MEMBERS = 4
 
 
