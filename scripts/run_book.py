@@ -52,6 +52,8 @@ def patient_replies() -> None:
     from jupyter_client.channels import AsyncZMQSocketChannel
 
     whole = AsyncZMQSocketChannel.get_msg
+    if getattr(whole, "patient", False):   # once a process: a chapter after another, the tests
+        return
 
     async def get_msg(self, timeout=None):
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -63,6 +65,7 @@ def patient_replies() -> None:
                 if left is not None and left <= 1.0:
                     raise
 
+    get_msg.patient = True
     AsyncZMQSocketChannel.get_msg = get_msg
 
 

@@ -12,6 +12,20 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = sorted((ROOT / "book").glob("[0-9][0-9]_*.ipynb"))
 HTML = ROOT / "_build" / "html" / "book"
+sys.path.insert(0, str(ROOT / "scripts"))
+from run_book import CELL_TIMEOUT, patient_replies  # noqa: E402
+
+
+def execute(notebook: Path, out: Path, **options) -> None:
+    """papermill as the book's build runs it: the kernel's replies polled in slices
+    (run_book.patient_replies; a missed reply once left chapter 2's widget cell waiting for ever
+    under the paper profile) and each cell bounded, so that a kernel that stops answering fails
+    the test instead of stalling the suite."""
+    import papermill
+
+    patient_replies()
+    papermill.execute_notebook(str(notebook), str(out), **{"kernel_name": "python3", **options},
+                               progress_bar=False, execution_timeout=CELL_TIMEOUT)
 
 
 def test_every_toc_chapter_exists():
@@ -156,8 +170,6 @@ def test_chapter_opened_alone_in_colab_prints_the_books_numbers(tmp_path, colab_
     The repository is a local clone of this one, so this runs the committed HEAD (its chapter, its
     library, its records): commit a change to the Colab cell before this test can see it.
     """
-    import papermill
-
     installed = importlib.metadata.distribution("gcscoop_lib").read_text("direct_url.json")
     source = tmp_path / "repository"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(source)], check=True)
@@ -170,8 +182,7 @@ def test_chapter_opened_alone_in_colab_prints_the_books_numbers(tmp_path, colab_
     (alone / "07_benchmark.ipynb").write_text(json.dumps(chapter))
     monkeypatch.setenv("GCSCOOP_BOOK_RESULTS", str(clone / "results"))   # where Colab's clone would be
     out = alone / "executed.ipynb"
-    papermill.execute_notebook(str(alone / "07_benchmark.ipynb"), str(out), cwd=str(alone),
-                               kernel_name=colab_kernel, progress_bar=False)
+    execute(alone / "07_benchmark.ipynb", out, cwd=str(alone), kernel_name=colab_kernel)
     assert (clone / "results" / "tuning.json").exists()
     executed = shown(json.loads(out.read_text()))
     committed = shown(json.loads((ROOT / "book" / "07_benchmark.ipynb").read_text()))
@@ -217,13 +228,10 @@ def paper_rehearsal(tmp_path_factory):
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
 def test_chapter_runs_under_the_paper_profile(path, paper_rehearsal, monkeypatch):
     """profile = "paper" end to end, with the tiny CLIP in place of ViT-B/16 (no download here)."""
-    import papermill
-
     monkeypatch.setenv("GCSCOOP_DATA", str(paper_rehearsal / "data"))
     monkeypatch.setenv("GCSCOOP_PAPER_MODEL", "tiny")
     out = paper_rehearsal / "book" / path.name
-    papermill.execute_notebook(str(path), str(out), parameters={"profile": "paper"}, cwd=str(out.parent),
-                               kernel_name="python3", progress_bar=False)
+    execute(path, out, parameters={"profile": "paper"}, cwd=str(out.parent))
     if "open_chapter" in path.read_text():   # the appendix is about the tiny CLIP whatever the profile
         assert "oxford_pets" in printed(json.loads(out.read_text())), "the outputs never name the paper dataset"
 
@@ -266,15 +274,13 @@ def tracked_results() -> str:
 def test_a_chapter_run_from_anywhere_prints_the_books_numbers(where, tmp_path, monkeypatch):
     """Run from the repository root or from an empty folder, a chapter finds the book's recipe and
     records through the installed library and prints what the committed chapter prints."""
-    import papermill
-
     reader = tmp_path / "my-runs"
     monkeypatch.setenv("GCSCOOP_RESULTS", str(reader))
     cwd = ROOT if where == "root" else tmp_path
     before = tracked_results()
     chapter = ROOT / "book" / "07_benchmark.ipynb"
     out = tmp_path / "out.ipynb"
-    papermill.execute_notebook(str(chapter), str(out), cwd=str(cwd), kernel_name="python3", progress_bar=False)
+    execute(chapter, out, cwd=str(cwd))
     assert shown(json.loads(out.read_text())) == shown(json.loads(chapter.read_text()))
     assert tracked_results() == before and not reader.exists(), "a stored run was trained again"
 
@@ -282,15 +288,12 @@ def test_a_chapter_run_from_anywhere_prints_the_books_numbers(where, tmp_path, m
 def test_a_knob_passed_to_a_chapter_changes_its_numbers_and_words_and_not_the_books_records(tmp_path, monkeypatch):
     """`papermill -p rho 0.2` on the SAM chapter: its settings table says the knob was set here, its
     SAM-CoOp numbers change, it says what it trained and where, and the book's records stay as they are."""
-    import papermill
-
     reader = tmp_path / "my-runs"
     monkeypatch.setenv("GCSCOOP_RESULTS", str(reader))
     before = tracked_results()
     chapter = ROOT / "book" / "04_sam.ipynb"
     out = tmp_path / "out.ipynb"
-    papermill.execute_notebook(str(chapter), str(out), parameters={"rho": 0.2, "seeds": [1]},
-                               cwd=str(chapter.parent), kernel_name="python3", progress_bar=False)
+    execute(chapter, out, parameters={"rho": 0.2, "seeds": [1]}, cwd=str(chapter.parent))
     executed, committed = printed(json.loads(out.read_text())), printed(json.loads(chapter.read_text()))
     assert "| SAM-CoOp | rho = 0.2 | set in this notebook |" in executed
     results = [line for line in executed.splitlines() if line.startswith("| SAM-CoOp | ") and "rho" not in line]
